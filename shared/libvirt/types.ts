@@ -1,0 +1,179 @@
+/**
+ * The libvirt port: the typed interfaces the rest of kvm-migrate talks to.
+ *
+ * Only `shared/libvirt/ffi.ts` and `shared/libvirt/binding.ts` know that koffi
+ * exists. Stages, checks and the API depend on these interfaces, so unit tests
+ * can hand them fakes and the lab can hand them real hosts.
+ */
+
+/** Domain states from virDomainState, by name so they survive JSON and logs. */
+export type DomainState =
+  | 'nostate'
+  | 'running'
+  | 'blocked'
+  | 'paused'
+  | 'shutdown'
+  | 'shutoff'
+  | 'crashed'
+  | 'pmsuspended';
+
+/** virDomainJobType, by name. */
+export type JobType = 'none' | 'bounded' | 'unbounded' | 'completed' | 'failed' | 'cancelled';
+
+/** virDomainMigrateFlags values used by the service (libvirt's own numbers). */
+export const MigrateFlag = {
+  LIVE: 1 << 0,
+  PEER2PEER: 1 << 1,
+  TUNNELLED: 1 << 2,
+  PERSIST_DEST: 1 << 3,
+  UNDEFINE_SOURCE: 1 << 4,
+  PAUSED: 1 << 5,
+  NON_SHARED_DISK: 1 << 6,
+  NON_SHARED_INC: 1 << 7,
+  CHANGE_PROTECTION: 1 << 8,
+  UNSAFE: 1 << 9,
+  OFFLINE: 1 << 10,
+  COMPRESSED: 1 << 11,
+  ABORT_ON_ERROR: 1 << 12,
+  AUTO_CONVERGE: 1 << 13,
+} as const;
+
+/** Typed parameters for virDomainMigrateToURI3 (VIR_MIGRATE_PARAM_*). */
+export interface MigrateParams {
+  /** VIR_MIGRATE_PARAM_DEST_XML: the domain XML the destination starts with. */
+  destinationXml?: string;
+  /** VIR_MIGRATE_PARAM_PERSIST_XML: the definition made persistent on the destination. */
+  persistentXml?: string;
+  /** VIR_MIGRATE_PARAM_DEST_NAME */
+  destinationName?: string;
+  /** VIR_MIGRATE_PARAM_BANDWIDTH in MiB/s; omitted means unlimited. */
+  bandwidthMiBs?: number;
+  /** VIR_MIGRATE_PARAM_COMPRESSION, e.g. 'xbzrle'. */
+  compression?: string[];
+}
+
+/** One sample of virDomainGetJobStats. `fields` keeps libvirt's names (VIR_DOMAIN_JOB_*). */
+export interface JobStats {
+  type: JobType;
+  fields: Record<string, number | string>;
+}
+
+/** virNodeInfo, reduced to what the checks use. */
+export interface NodeInfo {
+  model: string;
+  memoryKiB: number;
+  cpus: number;
+  mhz: number;
+}
+
+/** virDomainInfo. */
+export interface DomainInfo {
+  state: DomainState;
+  maxMemKiB: number;
+  memoryKiB: number;
+  vcpus: number;
+  cpuTimeNs: number;
+}
+
+export interface XmlOptions {
+  /** VIR_DOMAIN_XML_MIGRATABLE */
+  migratable?: boolean;
+  /** VIR_DOMAIN_XML_INACTIVE */
+  inactive?: boolean;
+  /** VIR_DOMAIN_XML_SECURE */
+  secure?: boolean;
+}
+
+export interface OpenOptions {
+  /** Give up (and close whatever opens late) after this many ms. */
+  timeoutMs?: number;
+  readonly?: boolean;
+}
+
+export interface Hypervisor {
+  /** virConnectOpen(Auth), async, bounded by `timeoutMs`. */
+  open(uri: string, opts?: OpenOptions): Promise<Connection>;
+}
+
+export interface Connection {
+  readonly uri: string;
+  close(): Promise<void>;
+  /** virConnectIsAlive: false once the transport is gone. */
+  isAlive(): boolean;
+  capabilities(): Promise<string>;
+  /** virConnectGetType, e.g. "QEMU". */
+  hypervisorType(): Promise<string>;
+  hostname(): Promise<string>;
+  nodeInfo(): Promise<NodeInfo>;
+  /** virNodeGetFreeMemory, bytes. */
+  freeMemory(): Promise<number>;
+
+  /** null when the domain does not exist (VIR_ERR_NO_DOMAIN), never throws for that. */
+  lookupDomain(name: string): Promise<Domain | null>;
+  lookupDomainByUUID(uuid: string): Promise<Domain | null>;
+  /** virConnectListAllDomains, active and inactive. */
+  listDomains(): Promise<Domain[]>;
+  /** virDomainDefineXML */
+  defineDomain(xml: string): Promise<Domain>;
+  /** virDomainCreateXML: a transient, running domain. */
+  createDomain(xml: string): Promise<Domain>;
+
+  /** null when no such pool. */
+  lookupPool(name: string): Promise<StoragePool | null>;
+  listPools(): Promise<StoragePool[]>;
+  /** virStorageVolLookupByPath; null when no pool holds that path. */
+  lookupVolumeByPath(path: string): Promise<StorageVolume | null>;
+}
+
+export interface Domain {
+  readonly name: string;
+  readonly uuid: string;
+  state(): Promise<{ state: DomainState; reason: number }>;
+  info(): Promise<DomainInfo>;
+  isActive(): Promise<boolean>;
+  isPersistent(): Promise<boolean>;
+  xml(opts?: XmlOptions): Promise<string>;
+
+  /** virDomainMigrateToURI3; resolves when the migration job ends. */
+  migrateToURI3(destinationUri: string, params: MigrateParams, flags: number): Promise<void>;
+  migrateSetMaxDowntime(ms: number): Promise<void>;
+  migrateSetMaxSpeed(mibPerSecond: number): Promise<void>;
+  migrateGetMaxSpeed(): Promise<number>;
+  /** virDomainGetJobStats; `completed` asks for the last completed job's stats. */
+  jobStats(opts?: { completed?: boolean }): Promise<JobStats>;
+  abortJob(): Promise<void>;
+
+  start(): Promise<void>;
+  resume(): Promise<void>;
+  suspend(): Promise<void>;
+  destroy(): Promise<void>;
+  /** virDomainUndefineFlags with flags libvirt needs for managed save, snapshots, nvram. */
+  undefine(): Promise<void>;
+  /** Releases the handle now instead of at garbage collection. */
+  free(): void;
+}
+
+export type PoolState = 'inactive' | 'building' | 'running' | 'degraded' | 'inaccessible';
+
+export interface StoragePool {
+  readonly name: string;
+  readonly uuid: string;
+  info(): Promise<{ state: PoolState; capacity: number; allocation: number; available: number }>;
+  xml(): Promise<string>;
+  refresh(): Promise<void>;
+  lookupVolume(name: string): Promise<StorageVolume | null>;
+  /** virStorageVolCreateXML */
+  createVolume(xml: string): Promise<StorageVolume>;
+  free(): void;
+}
+
+export interface StorageVolume {
+  readonly name: string;
+  readonly key: string;
+  readonly path: string;
+  /** The pool that holds this volume (virStoragePoolLookupByVolume). */
+  pool(): Promise<StoragePool>;
+  info(): Promise<{ type: number; capacity: number; allocation: number }>;
+  delete(): Promise<void>;
+  free(): void;
+}
