@@ -1,0 +1,141 @@
+/**
+ * The HTTP API: validate, look the VM up on the source (bounded), enqueue,
+ * and render jobs as Kimchi tasks. It never runs a migration step.
+ *
+ * Errors: {code, reason, status} where `code` is the stable catalogue code and
+ * `reason` starts with it ("KCHVM0002E: ..."), as Kimchi clients expect.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { destinationUri, type Config } from '../shared/config.js';
+import { runChecks } from '../shared/checks/index.js';
+import { isMigrationError, migrationError } from '../shared/errors.js';
+import type { MigrationRequest } from '../shared/job.js';
+import type { Hypervisor } from '../shared/libvirt/types.js';
+import { matchesFilter } from '../shared/task.js';
+import type { Clock, Logger } from '../worker/stages/stage.js';
+import type { SourceHost } from './source.js';
+import type { TaskStore } from './tasks.js';
+import { filterRegex, validateMigrateBody, validateVmName } from './validate.js';
+
+export interface ApiDeps {
+  config: Config;
+  hypervisor: Hypervisor;
+  source: SourceHost;
+  tasks: TaskStore;
+  clock: Clock;
+  log: Logger;
+  /** Liveness of the queue's Redis connection, for /health. */
+  redisReady: () => boolean;
+}
+
+type Handler = (req: Request, res: Response) => Promise<void>;
+const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => h(req, res).catch(next);
+
+export function createApp(deps: ApiDeps): express.Express {
+  const { config, tasks, clock } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(express.json({ limit: '16kb', strict: true, type: () => true }));
+
+  app.get('/health', (_req, res) => {
+    const redis = deps.redisReady();
+    res.status(redis ? 200 : 503).json({ status: redis ? 'ok' : 'degraded', redis });
+  });
+
+  app.post(
+    '/vms/:name/migrate',
+    wrap(async (req, res) => {
+      const name = validateVmName(String(req.params.name));
+      const body = validateMigrateBody(req.body ?? {});
+      const domain = await deps.source.lookup(name);
+      if (!domain) throw migrationError('VM_NOT_FOUND', { name });
+      const destUri = destinationUri(config.libvirt.destination_uri_template, body.remote_host);
+      if (body.dry_run) {
+        try {
+          const report = await runChecks({
+            hypervisor: deps.hypervisor,
+            source: await deps.source.connection(),
+            domain,
+            remoteHost: body.remote_host,
+            destinationUri: destUri,
+            connectTimeoutMs: config.libvirt.connect_timeout,
+          });
+          const checks = report.results;
+          if (report.ok) {
+            res.status(200).json({ ready: true, vm: name, remote_host: body.remote_host, destination_uri: destUri, checks });
+            return;
+          }
+          const e = migrationError('MIGRATION_BLOCKED', { name, host: body.remote_host, count: String(report.blockers.length) });
+          res.status(e.http).json({ code: e.code, reason: e.message, status: e.http, ready: false, blockers: report.blockers, checks });
+        } finally {
+          domain.free();
+        }
+        return;
+      }
+      domain.free();
+      const now = clock.now();
+      const request: MigrationRequest = {
+        vm: name,
+        remoteHost: body.remote_host,
+        sourceUri: config.libvirt.source_uri,
+        destinationUri: destUri,
+        requestedAt: now.toISOString(),
+        bandwidth: config.migration_max_bandwidth,
+        downtimeMs: config.migration_downtime,
+        timeoutSeconds: config.migration_destination_timeout,
+        keepSourceDefinition: config.libvirt.keep_source_definition,
+      };
+      const { task, created } = await tasks.enqueue(request, now);
+      if (!created) {
+        const e = migrationError('MIGRATION_IN_PROGRESS', { name, task: task.id });
+        res.status(409).location(`/tasks/${task.id}`).json({ code: e.code, reason: e.message, status: 409, task });
+        return;
+      }
+      deps.log.info({ task: task.id, vm: name, remote_host: body.remote_host }, 'migration queued');
+      res.status(202).location(`/tasks/${task.id}`).json(task);
+    }),
+  );
+
+  app.get(
+    '/tasks',
+    wrap(async (req, res) => {
+      const status = filterRegex('status', req.query.status);
+      const target = filterRegex('target_uri', req.query.target_uri);
+      const list = await tasks.list();
+      // Kimchi matched filters with Python's re.match: anchored at the start.
+      const anchored = (r: RegExp | undefined) => (r ? new RegExp(`^(?:${r.source})`) : undefined);
+      const s = anchored(status);
+      const t = anchored(target);
+      res.json(list.filter((task) => (!s || s.test(task.status)) && matchesFilter(task, t ? { target_uri: t } : {})));
+    }),
+  );
+
+  app.get(
+    '/tasks/:id',
+    wrap(async (req, res) => {
+      const id = String(req.params.id);
+      const task = await tasks.get(id);
+      if (!task) throw migrationError('TASK_NOT_FOUND', { id: id.slice(0, 64) });
+      res.json(task);
+    }),
+  );
+
+  app.use((req, _res, next) => next(migrationError('ROUTE_NOT_FOUND', { method: req.method, path: req.path.slice(0, 200) })));
+
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    let e = err;
+    const status = (err as { status?: number; type?: string })?.status;
+    const type = (err as { type?: string })?.type;
+    if (type === 'entity.too.large') e = migrationError('BODY_TOO_LARGE');
+    else if (type === 'entity.parse.failed') e = migrationError('BAD_REQUEST', { detail: 'the body is not valid JSON' });
+    else if (!isMigrationError(err) && status && status >= 400 && status < 500) e = migrationError('BAD_REQUEST', { detail: (err as Error).message });
+    if (!isMigrationError(e)) {
+      deps.log.error({ err: (err as Error)?.stack ?? String(err) }, 'unexpected error');
+      e = migrationError('INTERNAL', { detail: 'see the service log' });
+    }
+    const me = e as ReturnType<typeof migrationError>;
+    res.status(me.http).json({ code: me.code, reason: me.message, status: me.http });
+  });
+  return app;
+}

@@ -1,0 +1,144 @@
+/**
+ * Gathers the facts the capability verdicts judge, from real libvirt.
+ * Read-only except for the storage probe, which writes a tiny volume on the
+ * destination, reads it back from the source and deletes it again: the only
+ * honest proof that a pool is shared and writable by the destination.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Connection, Domain, StoragePool } from '../libvirt/types.js';
+import { parseCapabilities, parseDomainXml, parsePoolXml } from './xml.js';
+import type { CheckFacts, DestinationFacts, DiskFacts, DomainClash, HostFacts } from './verdicts.js';
+
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Pool types that are shared by construction even when the probe cannot create a volume. */
+const SHARED_POOL_TYPES = new Set(['netfs', 'iscsi', 'iscsi-direct', 'rbd', 'gluster', 'sheepdog', 'vstorage', 'mpath', 'scsi']);
+
+export async function hostFacts(conn: Connection): Promise<HostFacts> {
+  const [capsXml, hypervisor, freeMemoryBytes] = await Promise.all([conn.capabilities(), conn.hypervisorType(), conn.freeMemory()]);
+  const caps = parseCapabilities(capsXml);
+  return { uuid: caps.uuid, arch: caps.arch, hypervisor, freeMemoryBytes };
+}
+
+async function clashes(dest: Connection, name: string, uuid: string): Promise<DomainClash[]> {
+  const out: DomainClash[] = [];
+  const byName = await dest.lookupDomain(name);
+  const byUuid = await dest.lookupDomainByUUID(uuid);
+  for (const d of [byName, byUuid]) {
+    if (!d || out.some((c) => c.uuid === d.uuid)) continue;
+    out.push({ name: d.name, uuid: d.uuid, active: await d.isActive() });
+    d.free();
+  }
+  return out;
+}
+
+/** Writes a probe volume through the destination and looks for it from the source. */
+async function probePool(source: StoragePool, dest: StoragePool): Promise<NonNullable<DiskFacts['sharing']>> {
+  const name = `kvm-migrate-probe-${randomUUID()}`;
+  const type = parsePoolXml(await dest.xml()).type;
+  let vol;
+  try {
+    vol = await dest.createVolume(`<volume><name>${name}</name><capacity unit='KiB'>4</capacity><target><format type='raw'/></target></volume>`);
+  } catch (e) {
+    if (SHARED_POOL_TYPES.has(type)) return { writable: true, shared: true, detail: `pool type ${type} is shared storage; it does not support a write probe` };
+    return { writable: false, shared: false, detail: errText(e) };
+  }
+  try {
+    await source.refresh();
+    const seen = await source.lookupVolume(name);
+    seen?.free();
+    return seen
+      ? { writable: true, shared: true, detail: 'a volume written by the destination was read back by the source' }
+      : { writable: true, shared: false, detail: `a volume written by the destination in pool ${dest.name} (${type}) is not visible from the source` };
+  } finally {
+    await vol.delete().catch(() => undefined);
+    vol.free();
+    await source.refresh().catch(() => undefined);
+  }
+}
+
+async function diskFacts(source: Connection, dest: Connection | null, xml: string): Promise<DiskFacts[]> {
+  const disks = parseDomainXml(xml).disks;
+  const probes = new Map<string, Promise<DiskFacts['sharing']>>();
+  const out: DiskFacts[] = [];
+  for (const disk of disks) {
+    let sourcePool: string | null = disk.pool;
+    let srcPool: StoragePool | null = null;
+    if (disk.pool) srcPool = await source.lookupPool(disk.pool);
+    else if (disk.path) {
+      const vol = await source.lookupVolumeByPath(disk.path);
+      if (vol) {
+        srcPool = await vol.pool();
+        sourcePool = srcPool.name;
+        vol.free();
+      }
+    }
+    let onDestination: DiskFacts['onDestination'] = null;
+    let sharing: DiskFacts['sharing'] = null;
+    if (dest && sourcePool && srcPool) {
+      const dstPool = await dest.lookupPool(sourcePool);
+      const dstVol = disk.path ? await dest.lookupVolumeByPath(disk.path) : disk.volume && dstPool ? await dstPool.lookupVolume(disk.volume) : null;
+      const active = dstPool ? (await dstPool.info()).state === 'running' : false;
+      onDestination = !dstPool
+        ? { visible: false, detail: `the destination has no pool named ${sourcePool}` }
+        : !active
+          ? { visible: false, detail: `pool ${sourcePool} is not active on the destination` }
+          : !dstVol
+            ? { visible: false, detail: `the destination's pool ${sourcePool} does not hold this volume` }
+            : { visible: true, detail: 'visible' };
+      dstVol?.free();
+      if (dstPool && active) {
+        const pending = probes.get(sourcePool) ?? probePool(srcPool, dstPool);
+        probes.set(sourcePool, pending);
+        sharing = await pending;
+      }
+    }
+    out.push({ ...disk, sourcePool, onDestination, sharing });
+  }
+  return out;
+}
+
+export interface GatherInput {
+  source: Connection;
+  domain: Domain;
+  remoteHost: string;
+  destinationUri: string;
+  /** The open destination connection, or why it could not be opened. */
+  destination: Connection | { error: string };
+}
+
+export async function gatherFacts(input: GatherInput): Promise<CheckFacts> {
+  const { source, domain } = input;
+  const [state, xml] = await Promise.all([domain.state(), domain.xml()]);
+  const info = parseDomainXml(xml);
+  const dest = 'error' in input.destination ? null : input.destination;
+
+  let sourceHost: HostFacts | null = null;
+  let sourceCapsError: string | undefined;
+  try {
+    sourceHost = await hostFacts(source);
+  } catch (e) {
+    sourceCapsError = errText(e);
+  }
+
+  let destination: DestinationFacts;
+  if (!dest) destination = { reachable: false, uri: input.destinationUri, detail: (input.destination as { error: string }).error };
+  else {
+    let host: HostFacts | null = null;
+    let capsError: string | undefined;
+    try {
+      host = await hostFacts(dest);
+    } catch (e) {
+      capsError = errText(e);
+    }
+    destination = { reachable: true, uri: input.destinationUri, host, ...(capsError ? { capsError } : {}), clashes: await clashes(dest, info.name, info.uuid) };
+  }
+
+  return {
+    vm: { name: info.name, uuid: info.uuid, state: state.state, memoryKiB: info.memoryKiB, hostdevs: info.hostdevs, disks: await diskFacts(source, dest, xml) },
+    source: sourceHost,
+    ...(sourceCapsError ? { sourceCapsError } : {}),
+    remoteHost: input.remoteHost,
+    destination,
+  };
+}

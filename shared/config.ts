@@ -1,0 +1,195 @@
+/**
+ * One configuration schema for the API, the workers and the CLI tools.
+ *
+ * Every key has a doc string, a default, a format and an environment variable
+ * (KVM_MIGRATE_<PATH>), and can come from a JSON file. `loadConfig` takes the
+ * environment and file as arguments so tests and tools never share state.
+ */
+import convict from 'convict';
+
+/** Bandwidth as the seed spells it: 'unlimited' or a whole number of MiB/s. */
+function bandwidth(val: unknown): void {
+  if (val === 'unlimited') return;
+  if (typeof val === 'number' && Number.isInteger(val) && val > 0) return;
+  throw new Error("must be 'unlimited' or a positive whole number of MiB/s");
+}
+
+function positiveInt(val: unknown): void {
+  if (typeof val !== 'number' || !Number.isInteger(val) || val <= 0) {
+    throw new Error('must be a positive whole number');
+  }
+}
+
+function nonNegativeInt(val: unknown): void {
+  if (typeof val !== 'number' || !Number.isInteger(val) || val < 0) {
+    throw new Error('must be a whole number, 0 or more');
+  }
+}
+
+/** The template must put the host somewhere, or every migration goes to one place. */
+function uriTemplate(val: unknown): void {
+  if (typeof val !== 'string' || !val.includes('{host}')) {
+    throw new Error("must be a libvirt URI containing '{host}', e.g. qemu+tcp://{host}/system");
+  }
+  if (!/^[a-z0-9+]+:\/\//.test(val)) throw new Error('must start with a libvirt scheme, e.g. qemu+tcp://');
+}
+
+function redisUrl(val: unknown): void {
+  if (typeof val !== 'string' || !/^rediss?:\/\/.+/.test(val)) {
+    throw new Error('must be a redis:// or rediss:// URL');
+  }
+}
+
+const seconds = (doc: string, def: number, env: string) => ({ doc, format: positiveInt, default: def, env });
+const millis = (doc: string, def: number, env: string) => ({ doc, format: positiveInt, default: def, env });
+
+export const schema = {
+  migration_destination_timeout: seconds(
+    'Maximum time in seconds a migration may run before it is aborted and the guest recovered on the source (the seed: 21600 should be enough on one LAN).',
+    21600,
+    'KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT',
+  ),
+  migration_max_bandwidth: {
+    doc: "Migration bandwidth limit in MiB/s, or 'unlimited' (libvirt's default).",
+    format: bandwidth,
+    default: 'unlimited' as number | 'unlimited',
+    env: 'KVM_MIGRATE_MIGRATION_MAX_BANDWIDTH',
+  },
+  migration_downtime: {
+    doc: 'Maximum allowed downtime of a live migration in milliseconds; values below 100 are ignored (libvirt keeps its own default). If liveness does not matter, set a very high value such as 600000.',
+    format: nonNegativeInt,
+    default: 500,
+    env: 'KVM_MIGRATE_MIGRATION_DOWNTIME',
+  },
+  redis: {
+    url: { doc: 'Redis URL used by the API and the workers.', format: redisUrl, default: 'redis://127.0.0.1:6379', env: 'KVM_MIGRATE_REDIS_URL', sensitive: true },
+    prefix: {
+      doc: "Key prefix for every Redis key (BullMQ prefix). Wrap it in braces, e.g. '{kvm-migrate}', for Redis Cluster.",
+      format: (v: unknown) => {
+        if (typeof v !== 'string' || !/^[A-Za-z0-9_{}:.-]{1,64}$/.test(v)) throw new Error('must be 1-64 characters of A-Z a-z 0-9 _ { } : . -');
+      },
+      default: 'kvm-migrate',
+      env: 'KVM_MIGRATE_REDIS_PREFIX',
+    },
+    queue: { doc: 'Name of the BullMQ queue that carries migrations.', format: String, default: 'migrations', env: 'KVM_MIGRATE_REDIS_QUEUE' },
+  },
+  libvirt: {
+    source_uri: { doc: 'libvirt URI of the source host whose guests this service migrates.', format: String, default: 'qemu:///system', env: 'KVM_MIGRATE_LIBVIRT_SOURCE_URI' },
+    destination_uri_template: {
+      doc: "How remote_host becomes the destination libvirt URI; '{host}' is replaced by remote_host. Peer-to-peer: the source libvirtd opens it, so it must be reachable from the source host.",
+      format: uriTemplate,
+      default: 'qemu+tcp://{host}/system',
+      env: 'KVM_MIGRATE_LIBVIRT_DESTINATION_URI_TEMPLATE',
+    },
+    connect_timeout: millis('Longest wait in ms for a libvirt connection to open (reachability check).', 5000, 'KVM_MIGRATE_LIBVIRT_CONNECT_TIMEOUT'),
+    lookup_timeout: millis('Longest wait in ms for the API to look a guest up on the source before answering 503.', 3000, 'KVM_MIGRATE_LIBVIRT_LOOKUP_TIMEOUT'),
+    keep_source_definition: {
+      doc: 'Keep the (inactive) guest definition on the source after a successful migration instead of undefining it.',
+      format: Boolean,
+      default: false,
+      env: 'KVM_MIGRATE_LIBVIRT_KEEP_SOURCE_DEFINITION',
+    },
+  },
+  api: {
+    host: { doc: 'Address the API listens on.', format: String, default: '127.0.0.1', env: 'KVM_MIGRATE_API_HOST' },
+    port: { doc: 'TCP port the API listens on (0 picks a free port).', format: 'port', default: 8010, env: 'KVM_MIGRATE_API_PORT' },
+  },
+  worker: {
+    concurrency: { doc: 'Migrations one worker process runs at the same time.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_WORKER_CONCURRENCY' },
+    progress_interval: millis('How often in ms the migrate stage samples libvirt job statistics.', 500, 'KVM_MIGRATE_WORKER_PROGRESS_INTERVAL'),
+  },
+  stages: {
+    check_deadline: millis('Deadline in ms of the check stage (all capability checks).', 60000, 'KVM_MIGRATE_STAGES_CHECK_DEADLINE'),
+    connect_deadline: millis('Deadline in ms of the connect stage.', 30000, 'KVM_MIGRATE_STAGES_CONNECT_DEADLINE'),
+    prepare_deadline: millis('Deadline in ms of the prepare stage.', 30000, 'KVM_MIGRATE_STAGES_PREPARE_DEADLINE'),
+    recover_deadline: millis('Deadline in ms of the recover stage.', 120000, 'KVM_MIGRATE_STAGES_RECOVER_DEADLINE'),
+    finish_deadline: millis('Deadline in ms of the finish stage.', 60000, 'KVM_MIGRATE_STAGES_FINISH_DEADLINE'),
+  },
+  retry: {
+    attempts: { doc: 'Attempts per job for transient faults (connection refused or reset, libvirt timeouts), the first included.', format: positiveInt, default: 5, env: 'KVM_MIGRATE_RETRY_ATTEMPTS' },
+    backoff: millis('First retry delay in ms; it doubles with every attempt.', 1000, 'KVM_MIGRATE_RETRY_BACKOFF'),
+  },
+  tasks: {
+    keep_finished: seconds('How long in seconds finished and failed tasks stay queryable.', 7 * 24 * 3600, 'KVM_MIGRATE_TASKS_KEEP_FINISHED'),
+  },
+  log: {
+    level: { doc: 'Log level.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'KVM_MIGRATE_LOG_LEVEL' },
+  },
+};
+
+export interface Config {
+  migration_destination_timeout: number;
+  migration_max_bandwidth: number | 'unlimited';
+  migration_downtime: number;
+  redis: { url: string; prefix: string; queue: string };
+  libvirt: {
+    source_uri: string;
+    destination_uri_template: string;
+    connect_timeout: number;
+    lookup_timeout: number;
+    keep_source_definition: boolean;
+  };
+  api: { host: string; port: number };
+  worker: { concurrency: number; progress_interval: number };
+  stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };
+  retry: { attempts: number; backoff: number };
+  tasks: { keep_finished: number };
+  log: { level: string };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  file?: string;
+  /** Values that win over file and environment (tests, the demo). */
+  overrides?: DeepPartial<Config>;
+}
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+/** Builds and validates a configuration; throws ConfigError naming the bad key. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? {};
+  const conf = convict(schema as never, { env, args: [] });
+  const file = opts.file ?? env.KVM_MIGRATE_CONFIG;
+  try {
+    if (file) conf.loadFile(file);
+    if (opts.overrides) conf.load(opts.overrides);
+    // Numbers from the environment arrive as strings; the bandwidth key takes both forms.
+    const bw = conf.get('migration_max_bandwidth' as never) as unknown;
+    if (typeof bw === 'string' && /^\d+$/.test(bw)) conf.set('migration_max_bandwidth' as never, Number(bw) as never);
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
+  return conf.getProperties() as unknown as Config;
+}
+
+/** Flattened rows of the schema (key, env, default, doc) for README tables and --help. */
+export function describeSchema(): { key: string; env: string; default: unknown; doc: string }[] {
+  const rows: { key: string; env: string; default: unknown; doc: string }[] = [];
+  const walk = (node: Record<string, unknown>, path: string[]) => {
+    for (const [k, v] of Object.entries(node)) {
+      const entry = v as Record<string, unknown>;
+      if ('doc' in entry && 'default' in entry) {
+        rows.push({ key: [...path, k].join('.'), env: String(entry.env), default: entry.default, doc: String(entry.doc) });
+      } else walk(entry, [...path, k]);
+    }
+  };
+  walk(schema as unknown as Record<string, unknown>, []);
+  return rows;
+}
+
+/** The seed: "anything below 100ms is ignored". null means leave libvirt's default. */
+export function effectiveDowntime(ms: number): number | null {
+  return ms >= 100 ? ms : null;
+}
+
+/** Builds the destination libvirt URI from a validated remote_host. */
+export function destinationUri(template: string, remoteHost: string): string {
+  const host = remoteHost.includes(':') && !remoteHost.startsWith('[') ? `[${remoteHost}]` : remoteHost;
+  return template.replaceAll('{host}', host);
+}

@@ -1,0 +1,55 @@
+/**
+ * What a migration job carries in Redis: the client's request (never changed)
+ * and the checkpoint the worker rewrites after every stage.
+ */
+import type { ErrorJSON } from './errors.js';
+import type { Step } from './stage.js';
+
+export interface MigrationRequest {
+  vm: string;
+  /** As the client sent it, validated as a host name or address. */
+  remoteHost: string;
+  sourceUri: string;
+  destinationUri: string;
+  requestedAt: string;
+  /** Bandwidth in MiB/s or 'unlimited', downtime in ms, from config at enqueue time. */
+  bandwidth: number | 'unlimited';
+  downtimeMs: number;
+  /** Seconds the migrate stage may run before it is aborted. */
+  timeoutSeconds: number;
+  keepSourceDefinition: boolean;
+}
+
+export interface HistoryEntry {
+  at: string;
+  stage: string;
+  event: 'queued' | 'start' | 'done' | 'retry' | 'error' | 'decision' | 'resume';
+  detail?: string;
+}
+
+/** Results a stage leaves for later stages (and for a worker that resumes). */
+export interface StageResults {
+  check?: { sourceHostUuid: string; destinationHostUuid: string; domainUuid: string; memoryKiB: number; destinationHadDefinition: boolean };
+  connect?: { persistentXml: string; flags: number };
+  prepare?: { preState: 'running' | 'paused'; downtimeMs: number | null; bandwidthMiBs: number | null };
+  migrate?: { startedAt: string; endedAt?: string; outcome?: 'completed' | 'failed'; error?: ErrorJSON; stats?: Record<string, number | string> };
+  recover?: { actions: string[]; guestOn: 'source' | 'destination' | 'nowhere' | 'unknown' };
+  finish?: { persistent: boolean; sourceUndefined: boolean };
+}
+
+export interface Checkpoint {
+  step: Step;
+  results: StageResults;
+  history: HistoryEntry[];
+  /** Why the migration failed; recovery still runs before the job ends. */
+  error?: ErrorJSON;
+}
+
+export interface MigrationJobData {
+  request: MigrationRequest;
+  checkpoint?: Checkpoint;
+}
+
+export function initialCheckpoint(now: Date): Checkpoint {
+  return { step: 'check', results: {}, history: [{ at: now.toISOString(), stage: 'queue', event: 'queued' }] };
+}

@@ -1,0 +1,134 @@
+/**
+ * A job as clients see it: Kimchi's task JSON (id, status, message,
+ * target_uri) extended with stage, hosts, timestamps, progress and history.
+ * Pure: it takes a snapshot of the job and returns the task.
+ */
+import type { ErrorJSON } from './errors.js';
+import type { HistoryEntry, MigrationJobData } from './job.js';
+
+export type TaskStatus = 'running' | 'finished' | 'failed' | 'killed';
+
+/** The parts of a BullMQ job the mapping needs. */
+export interface JobSnapshot {
+  id: string;
+  /** BullMQ state: waiting, delayed, prioritized, active, waiting-children, completed, failed, unknown. */
+  state: string;
+  data: MigrationJobData;
+  failedReason?: string | undefined;
+  progress?: unknown;
+  timestamp: number;
+  processedOn?: number | undefined;
+  finishedOn?: number | undefined;
+  attemptsMade: number;
+}
+
+export interface MigrationProgress {
+  percent: number;
+  dataTotal?: number;
+  dataProcessed?: number;
+  dataRemaining?: number;
+  memoryBps?: number;
+  iteration?: number;
+  elapsedMs?: number;
+}
+
+export interface Task {
+  id: string;
+  status: TaskStatus;
+  message: string;
+  target_uri: string;
+  stage: string;
+  vm: string;
+  source: { uri: string };
+  destination: { host: string; uri: string };
+  queue_state: string;
+  attempts: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  progress: MigrationProgress | null;
+  error: ErrorJSON | null;
+  history: HistoryEntry[];
+}
+
+/** BullMQ state (plus what the worker recorded) to Kimchi status. */
+export function taskStatus(state: string, error: ErrorJSON | undefined): TaskStatus {
+  switch (state) {
+    case 'completed':
+      return 'finished';
+    case 'failed':
+      return error?.key === 'CANCELLED' ? 'killed' : 'failed';
+    default:
+      // waiting, delayed, prioritized, active, waiting-children: not over yet.
+      return 'running';
+  }
+}
+
+const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
+
+function asProgress(p: unknown): MigrationProgress | null {
+  if (typeof p === 'object' && p !== null && typeof (p as MigrationProgress).percent === 'number') return p as MigrationProgress;
+  return null;
+}
+
+function runningMessage(stage: string, vm: string, host: string, state: string, progress: MigrationProgress | null): string {
+  if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children') return 'The request is being processing.';
+  if (state === 'delayed') return `waiting to retry stage ${stage}`;
+  switch (stage) {
+    case 'check':
+      return `checking whether ${vm} can move to ${host}`;
+    case 'connect':
+      return `connecting to ${host} and preparing the guest configuration`;
+    case 'prepare':
+      return 'preparing the source for migration';
+    case 'migrate': {
+      if (!progress) return 'starting a migration';
+      const mibs = progress.memoryBps ? `, ${Math.round(progress.memoryBps / 1048576)} MiB/s` : '';
+      const iter = progress.iteration ? `, iteration ${progress.iteration}` : '';
+      return `copying memory: ${Math.floor(progress.percent)}%${mibs}${iter}`;
+    }
+    case 'recover':
+      return `migration failed, recovering ${vm} on the source`;
+    case 'finish':
+      return `verifying ${vm} on ${host}`;
+    default:
+      return 'The request is being processing.';
+  }
+}
+
+export function toTask(job: JobSnapshot): Task {
+  const { request, checkpoint } = job.data;
+  const error = checkpoint?.error ?? (job.state === 'failed' && job.failedReason ? { code: 'KMIG0299E', key: 'INTERNAL', reason: job.failedReason } : undefined);
+  const status = taskStatus(job.state, error);
+  const stage = checkpoint?.step ?? 'check';
+  const progress = asProgress(job.progress);
+  let message: string;
+  if (status === 'finished') message = 'Migrate finished';
+  else if (status === 'failed' || status === 'killed') message = error?.reason ?? job.failedReason ?? 'failed';
+  else message = runningMessage(stage, request.vm, request.remoteHost, job.state, progress);
+  return {
+    id: job.id,
+    status,
+    message,
+    target_uri: `/vms/${encodeURIComponent(request.vm)}`,
+    stage,
+    vm: request.vm,
+    source: { uri: request.sourceUri },
+    destination: { host: request.remoteHost, uri: request.destinationUri },
+    queue_state: job.state,
+    attempts: job.attemptsMade,
+    created_at: iso(job.timestamp) ?? request.requestedAt,
+    started_at: iso(job.processedOn),
+    finished_at: status === 'running' ? null : iso(job.finishedOn),
+    progress,
+    error: status === 'running' ? null : (error ?? null),
+    history: checkpoint?.history ?? [],
+  };
+}
+
+/** GET /tasks filters: exact status, regex on target_uri (as Kimchi's UI sends them). */
+export function matchesFilter(task: Task, filter: { status?: string; target_uri?: RegExp }): boolean {
+  if (filter.status && task.status !== filter.status) return false;
+  if (filter.target_uri && !filter.target_uri.test(task.target_uri)) return false;
+  return true;
+}

@@ -1,0 +1,24 @@
+/** Wires a worker process: config, libvirt, Redis, BullMQ, signals. */
+import type { Config } from '../shared/config.js';
+import { createHypervisor } from '../shared/libvirt/index.js';
+import { createLogger, systemClock } from '../shared/log.js';
+import { workerRedis } from '../shared/queue.js';
+import { createMigrationWorker } from './worker.js';
+
+export async function runWorker(config: Config): Promise<void> {
+  const log = createLogger(config.log.level, 'worker');
+  const connection = workerRedis(config);
+  connection.on('error', (e) => log.warn({ err: e.message }, 'redis'));
+  const worker = createMigrationWorker({ config, connection, hypervisor: createHypervisor(), clock: systemClock, log });
+  const shutdown = async (sig: string) => {
+    log.info({ sig }, 'worker stopping: running migrations are left to libvirt and resumed by the next worker');
+    await worker.close(true).catch(() => undefined);
+    connection.disconnect();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  log.info({ concurrency: config.worker.concurrency, uvThreads: process.env.UV_THREADPOOL_SIZE }, 'kvm-migrate worker started');
+  if (process.send) process.send({ ready: true });
+  await worker.run();
+}

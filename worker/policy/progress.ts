@@ -1,0 +1,31 @@
+/**
+ * Turns libvirt job statistics into the task's progress. Pure.
+ * The percentage never goes backwards and stays under 100 until the guest
+ * runs on the destination: a dirtying guest makes "remaining" grow, and a bar
+ * that runs backwards is the first thing operators stop trusting.
+ */
+import type { MigrationProgress } from '../../shared/task.js';
+
+type Fields = Record<string, number | string>;
+const num = (f: Fields, k: string): number | undefined => (typeof f[k] === 'number' ? (f[k] as number) : undefined);
+
+export function progressFrom(fields: Fields, previousPercent: number): MigrationProgress {
+  const processed = num(fields, 'data_processed');
+  const remaining = num(fields, 'data_remaining');
+  const total = num(fields, 'data_total');
+  let raw = 0;
+  if (processed !== undefined && remaining !== undefined && processed + remaining > 0) raw = (processed / (processed + remaining)) * 100;
+  else if (processed !== undefined && total) raw = (processed / total) * 100;
+  const percent = Math.min(99, Math.max(previousPercent, Math.floor(raw * 10) / 10));
+  const p: MigrationProgress = { percent };
+  if (total !== undefined) p.dataTotal = total;
+  if (processed !== undefined) p.dataProcessed = processed;
+  if (remaining !== undefined) p.dataRemaining = remaining;
+  const bps = num(fields, 'memory_bps');
+  if (bps !== undefined) p.memoryBps = bps;
+  const iteration = num(fields, 'memory_iteration');
+  if (iteration !== undefined) p.iteration = iteration;
+  const elapsed = num(fields, 'time_elapsed');
+  if (elapsed !== undefined) p.elapsedMs = elapsed;
+  return p;
+}

@@ -1,0 +1,151 @@
+/**
+ * The stage runner: executes a job's stages from its checkpoint, saving the
+ * checkpoint after every stage, enforcing each stage's deadline, and applying
+ * the retry policy. It knows nothing of BullMQ: the job is a small interface,
+ * so the runner can be driven by tests and by the BullMQ processor alike.
+ */
+import type { Config } from '../shared/config.js';
+import { errorJSON, isMigrationError, migrationError, type ErrorJSON } from '../shared/errors.js';
+import { initialCheckpoint, type Checkpoint, type HistoryEntry, type MigrationJobData, type StageResults } from '../shared/job.js';
+import type { Connection, Hypervisor } from '../shared/libvirt/types.js';
+import type { StageName } from '../shared/stage.js';
+import type { MigrationProgress } from '../shared/task.js';
+import { decideOnFailure } from './policy/retry.js';
+import type { Clock, Logger, Stage, StageContext, StageOutcome } from './stages/stage.js';
+
+export interface RunnableJob {
+  readonly id: string;
+  readonly data: MigrationJobData;
+  /** Attempts already made before this one (BullMQ's attemptsMade). */
+  readonly attemptsMade: number;
+  updateData(data: MigrationJobData): Promise<void>;
+  updateProgress(p: MigrationProgress): Promise<void>;
+}
+
+export interface RunnerDeps {
+  stages: Record<StageName, Stage>;
+  hypervisor: Hypervisor;
+  config: Config;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Thrown to end the job for good; the worker turns it into BullMQ's UnrecoverableError. */
+export class JobFailed extends Error {
+  override name = 'JobFailed';
+  constructor(readonly error: ErrorJSON) {
+    super(error.reason);
+  }
+}
+
+/** Lazily opened connection that is reopened when its transport died. */
+function lazyConnection(h: Hypervisor, uri: string, timeoutMs: number) {
+  let conn: Connection | null = null;
+  return {
+    async get(): Promise<Connection> {
+      if (conn && conn.isAlive()) return conn;
+      if (conn) await conn.close().catch(() => undefined);
+      conn = null;
+      conn = await h.open(uri, { timeoutMs });
+      return conn;
+    },
+    async close() {
+      await conn?.close().catch(() => undefined);
+      conn = null;
+    },
+  };
+}
+
+class StageTimeout extends Error {
+  override name = 'StageTimeout';
+}
+
+async function withDeadline<T>(ms: number, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      ac.abort();
+      reject(new StageTimeout());
+    }, ms);
+  });
+  try {
+    return await Promise.race([run(ac.signal), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkpoint> {
+  const { request } = job.data;
+  const { config, clock, log } = deps;
+  let cp: Checkpoint = job.data.checkpoint ?? initialCheckpoint(clock.now());
+  const maxAttempts = config.retry.attempts;
+  const attempt = job.attemptsMade + 1;
+  const entry = (stage: string, e: Omit<HistoryEntry, 'at' | 'stage'>): HistoryEntry => ({ at: clock.now().toISOString(), stage, ...e });
+  const save = async (next: Checkpoint) => {
+    cp = next;
+    await job.updateData({ ...job.data, checkpoint: cp });
+  };
+
+  const source = lazyConnection(deps.hypervisor, request.sourceUri, config.libvirt.connect_timeout);
+  const destination = lazyConnection(deps.hypervisor, request.destinationUri, config.libvirt.connect_timeout);
+  if (job.data.checkpoint) await save({ ...cp, history: [...cp.history, entry(cp.step, { event: 'resume', detail: `attempt ${attempt}` })] });
+
+  try {
+    while (cp.step !== 'done') {
+      const stage = deps.stages[cp.step];
+      const started = cp;
+      await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'start' })] });
+      let outcome: StageOutcome;
+      try {
+        outcome = await withDeadline(stage.deadlineMs(config, request), (signal) => {
+          const ctx: StageContext = {
+            request,
+            checkpoint: started,
+            hypervisor: deps.hypervisor,
+            config,
+            clock,
+            log,
+            signal,
+            source: () => source.get(),
+            destination: () => destination.get(),
+            save: (results: Partial<StageResults>, e) =>
+              save({ ...cp, results: { ...cp.results, ...results }, history: e ? [...cp.history, entry(stage.name, e)] : cp.history }),
+            progress: (p) => job.updateProgress(p),
+          };
+          return stage.run(ctx);
+        });
+      } catch (err) {
+        const e = err instanceof StageTimeout ? migrationError('STAGE_TIMEOUT', { stage: stage.name, ms: String(stage.deadlineMs(config, request)) }) : err;
+        const action = decideOnFailure(stage.name, e, attempt, maxAttempts);
+        const json = errorJSON(isMigrationError(e) ? e : migrationError(stage.name === 'recover' ? 'RECOVERY_INCOMPLETE' : 'MIGRATION_FAILED', { name: request.vm, detail: (e as Error)?.message ?? String(e) }));
+        log.warn({ job: job.id, stage: stage.name, action: action.kind, err: json.reason }, 'stage failed');
+        if (action.kind === 'retry') {
+          await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'retry', detail: `attempt ${attempt}/${maxAttempts}: ${json.reason}` })] });
+          throw err;
+        }
+        const error = cp.error ?? json;
+        const history = [...cp.history, entry(stage.name, { event: 'error', detail: json.reason })];
+        if (action.kind === 'recover') {
+          await save({ ...cp, step: 'recover', error, history });
+          continue;
+        }
+        await save({ ...cp, step: 'done', error: stage.name === 'recover' && cp.error ? { ...cp.error, reason: `${cp.error.reason}; recovery: ${json.reason}` } : error, history });
+        break;
+      }
+      const next: Checkpoint = {
+        step: outcome.next,
+        results: { ...cp.results, ...(outcome.results ?? {}) },
+        history: [...cp.history, entry(stage.name, { event: 'done', ...(outcome.detail ? { detail: outcome.detail } : {}) })],
+      };
+      const error = outcome.clearError ? undefined : (outcome.error ?? cp.error);
+      await save(error ? { ...next, error } : next);
+    }
+  } finally {
+    await source.close();
+    await destination.close();
+  }
+  if (cp.error) throw new JobFailed(cp.error);
+  return cp;
+}

@@ -1,0 +1,39 @@
+/**
+ * Stage `connect` (seed: "connect migration destination, guest vm
+ * config/params transfer and setup"): open the destination, take the guest's
+ * persistent definition and decide the migration flags. Read-only; the result
+ * lives in the checkpoint so a resumed job migrates with the same parameters.
+ */
+import { migrationError } from '../../shared/errors.js';
+import { MigrateFlag } from '../../shared/libvirt/types.js';
+import type { Stage } from './stage.js';
+
+export function migrationFlags(keepSourceDefinition: boolean): number {
+  const base = MigrateFlag.LIVE | MigrateFlag.PEER2PEER | MigrateFlag.TUNNELLED | MigrateFlag.PERSIST_DEST;
+  return keepSourceDefinition ? base : base | MigrateFlag.UNDEFINE_SOURCE;
+}
+
+export const connectStage: Stage = {
+  name: 'connect',
+  deadlineMs: (config) => config.stages.connect_deadline,
+  async run(ctx) {
+    const { request } = ctx;
+    await ctx.destination(); // reachable now, or a transient fault to retry
+    const source = await ctx.source();
+    const domain = await source.lookupDomain(request.vm);
+    if (!domain) throw migrationError('VM_NOT_FOUND', { name: request.vm });
+    try {
+      // The destination keeps the guest's persistent definition, not its live one,
+      // so a later restart there boots what the owner configured.
+      const persistent = await domain.isPersistent();
+      const persistentXml = await domain.xml({ migratable: true, secure: true, inactive: persistent });
+      return {
+        next: 'prepare',
+        results: { connect: { persistentXml, flags: migrationFlags(request.keepSourceDefinition) } },
+        detail: `destination ${request.destinationUri} connected`,
+      };
+    } finally {
+      domain.free();
+    }
+  },
+};

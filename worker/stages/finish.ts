@@ -1,0 +1,39 @@
+/**
+ * Stage `finish` (seed: "do finish if migration successful"): verify the guest
+ * runs on the destination and is persistent there, and that the source no
+ * longer holds it (unless configured to keep the definition).
+ */
+import { migrationError } from '../../shared/errors.js';
+import { viewOn } from './placement.js';
+import type { Stage } from './stage.js';
+
+export const finishStage: Stage = {
+  name: 'finish',
+  deadlineMs: (config) => config.stages.finish_deadline,
+  async run(ctx) {
+    const { request } = ctx;
+    const dst = await viewOn(await ctx.destination(), request.vm);
+    if (!dst || (dst.state !== 'running' && dst.state !== 'paused')) {
+      throw migrationError('FINISH_FAILED', { name: request.vm, detail: `the destination reports it ${dst ? dst.state : 'missing'}` });
+    }
+    const source = await ctx.source();
+    let sourceUndefined = true;
+    const d = await source.lookupDomain(request.vm);
+    if (d) {
+      try {
+        const { state } = await d.state();
+        if (state === 'running' || state === 'paused') {
+          throw migrationError('FINISH_FAILED', { name: request.vm, detail: `it is still ${state} on the source as well` });
+        }
+        if (!request.keepSourceDefinition) {
+          await d.undefine();
+          ctx.log.info({ vm: request.vm }, 'undefined the leftover source definition');
+        } else sourceUndefined = false;
+      } finally {
+        d.free();
+      }
+    }
+    if (!dst.persistent) throw migrationError('FINISH_FAILED', { name: request.vm, detail: 'it runs on the destination but is not persistent there' });
+    return { next: 'done', results: { finish: { persistent: dst.persistent, sourceUndefined } }, detail: `running and persistent on ${request.remoteHost}` };
+  },
+};

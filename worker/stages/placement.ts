@@ -1,0 +1,62 @@
+/**
+ * Where is the guest right now? Observed from both hosts, never remembered.
+ * Recovery and resumed stages decide from this alone.
+ */
+import type { Connection, DomainState } from '../../shared/libvirt/types.js';
+import type { StageContext } from './stage.js';
+
+export interface HostView {
+  state: DomainState;
+  persistent: boolean;
+  /** A libvirt job (e.g. an outgoing migration) is still running on it. */
+  jobActive: boolean;
+  uuid: string;
+}
+
+export interface Placement {
+  /** running = running or paused there. */
+  on: 'source' | 'destination' | 'both' | 'nowhere' | 'unknown';
+  source: HostView | null;
+  destination: HostView | null;
+  /** Why the destination could not be looked at, if it could not. */
+  destinationError?: string;
+}
+
+const ACTIVE: ReadonlySet<DomainState> = new Set(['running', 'paused', 'blocked', 'pmsuspended']);
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+export async function viewOn(conn: Connection, name: string): Promise<HostView | null> {
+  const d = await conn.lookupDomain(name);
+  if (!d) return null;
+  try {
+    const [{ state }, persistent, job] = await Promise.all([d.state(), d.isPersistent(), d.jobStats().catch(() => ({ type: 'none' as const }))]);
+    return { state, persistent, jobActive: job.type === 'unbounded' || job.type === 'bounded', uuid: d.uuid };
+  } finally {
+    d.free();
+  }
+}
+
+export const isActive = (v: HostView | null): boolean => v !== null && ACTIVE.has(v.state);
+
+/** Pure: where the guest runs, from the two views. */
+export function placementOf(src: HostView | null, dst: HostView | null, destinationKnown: boolean): Placement['on'] {
+  const s = isActive(src);
+  const d = isActive(dst);
+  if (s && d) return 'both';
+  if (s) return 'source';
+  if (d) return 'destination';
+  return destinationKnown ? 'nowhere' : 'unknown';
+}
+
+export async function observePlacement(ctx: StageContext): Promise<Placement> {
+  const source = await viewOn(await ctx.source(), ctx.request.vm);
+  let destination: HostView | null = null;
+  let destinationError: string | undefined;
+  try {
+    destination = await viewOn(await ctx.destination(), ctx.request.vm);
+  } catch (e) {
+    destinationError = errText(e);
+  }
+  const on = placementOf(source, destination, destinationError === undefined);
+  return { on, source, destination, ...(destinationError ? { destinationError } : {}) };
+}

@@ -1,0 +1,34 @@
+/**
+ * Stage `prepare` (seed: "migration source prepare"): record the guest's state
+ * before migrating, so recovery knows whether to resume it, and work out the
+ * limits in force. The per-VM lock is BullMQ's deduplication id, taken at enqueue.
+ */
+import { effectiveDowntime } from '../../shared/config.js';
+import { migrationError } from '../../shared/errors.js';
+import type { Stage } from './stage.js';
+
+export const prepareStage: Stage = {
+  name: 'prepare',
+  deadlineMs: (config) => config.stages.prepare_deadline,
+  async run(ctx) {
+    const { request } = ctx;
+    const source = await ctx.source();
+    const domain = await source.lookupDomain(request.vm);
+    if (!domain) throw migrationError('VM_NOT_FOUND', { name: request.vm });
+    try {
+      const { state } = await domain.state();
+      if (state !== 'running' && state !== 'paused') throw migrationError('BAD_STATE', { name: request.vm, state });
+      // A resumed prepare keeps the first observation: the guest may be paused by us since.
+      const preState = ctx.checkpoint.results.prepare?.preState ?? state;
+      const downtimeMs = effectiveDowntime(request.downtimeMs);
+      const bandwidthMiBs = request.bandwidth === 'unlimited' ? null : request.bandwidth;
+      return {
+        next: 'migrate',
+        results: { prepare: { preState, downtimeMs, bandwidthMiBs } },
+        detail: `guest ${preState}; max downtime ${downtimeMs ?? 'libvirt default'} ms; bandwidth ${bandwidthMiBs ?? 'unlimited'} MiB/s`,
+      };
+    } finally {
+      domain.free();
+    }
+  },
+};

@@ -1,0 +1,60 @@
+/**
+ * The one interface every stage implements, and the context it runs in.
+ * Stages get their dependencies here (libvirt port, config, clock, logger);
+ * none of them imports koffi, Redis or BullMQ.
+ */
+import type { Config } from '../../shared/config.js';
+import type { Checkpoint, HistoryEntry, MigrationRequest, StageResults } from '../../shared/job.js';
+import type { ErrorJSON } from '../../shared/errors.js';
+import type { Connection, Hypervisor } from '../../shared/libvirt/types.js';
+import type { StageName, Step } from '../../shared/stage.js';
+import type { MigrationProgress } from '../../shared/task.js';
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface StageContext {
+  readonly request: MigrationRequest;
+  /** The checkpoint as saved before this stage started (results of earlier stages). */
+  readonly checkpoint: Checkpoint;
+  readonly hypervisor: Hypervisor;
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Aborted when the stage's deadline passes or the worker shuts down. */
+  readonly signal: AbortSignal;
+  /** The source host, opened once per job and reopened if the transport died. */
+  source(): Promise<Connection>;
+  /** The destination host, same rules. */
+  destination(): Promise<Connection>;
+  /** Saves partial results at once, before a long or risky step (e.g. starting the migration). */
+  save(results: Partial<StageResults>, entry?: Omit<HistoryEntry, 'at' | 'stage'>): Promise<void>;
+  /** Publishes live progress to the task. */
+  progress(p: MigrationProgress): Promise<void>;
+}
+
+export interface StageOutcome {
+  next: Step;
+  results?: Partial<StageResults>;
+  /** Set when the migration failed: recovery runs next and the job ends failed. */
+  error?: ErrorJSON;
+  /** Set by recover when it finds the guest running on the destination after all. */
+  clearError?: boolean;
+  /** A line for the task history. */
+  detail?: string;
+}
+
+export interface Stage {
+  readonly name: StageName;
+  /** The stage's deadline in ms for this request. */
+  deadlineMs(config: Config, request: MigrationRequest): number;
+  run(ctx: StageContext): Promise<StageOutcome>;
+}
