@@ -113,7 +113,7 @@ export const schema = {
     keep_finished: seconds('How long in seconds finished and failed tasks stay queryable.', 7 * 24 * 3600, 'KVM_MIGRATE_TASKS_KEEP_FINISHED'),
   },
   log: {
-    level: { doc: 'Log level.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'KVM_MIGRATE_LOG_LEVEL' },
+    level: { doc: 'Lowest level of log lines written (pino levels).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'KVM_MIGRATE_LOG_LEVEL' },
   },
 };
 

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { migrationError } from '../shared/errors.js';
+import { decideOnFailure, isTransient } from '../worker/policy/retry.js';
+import { progressFrom } from '../worker/policy/progress.js';
+import { placementOf, type HostView } from '../worker/stages/placement.js';
+
+const vir = (code: number, message: string) => Object.assign(new Error(message), { name: 'VirError', code });
+
+describe('transient faults', () => {
+  it.each([
+    [vir(38, 'unable to connect to server at 127.0.0.12:16509: Connection refused'), true],
+    [vir(38, 'Cannot recv data: Connection reset by peer'), true],
+    [vir(39, 'client socket is closed'), true],
+    [vir(68, 'operation timed out'), true],
+    [Object.assign(new Error('x'), { name: 'LibvirtTimeoutError' }), true],
+    [Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), true],
+    [migrationError('STAGE_TIMEOUT', { stage: 'check', ms: '1' }), true],
+    [vir(38, 'Failed to open file: Permission denied'), false],
+    [vir(42, 'Domain not found'), false],
+    [vir(55, 'Requested operation is not valid: domain is not running'), false],
+    [migrationError('PCI_PASSTHROUGH', { name: 'g', devices: 'pci' }), false],
+    [new Error('boom'), false],
+  ])('%s → %s', (err, want) => {
+    expect(isTransient(err)).toBe(want);
+  });
+});
+
+describe('what to do when a stage fails', () => {
+  const refused = vir(38, 'Connection refused');
+  const permanent = vir(9, 'operation failed: migration failed');
+  it.each([
+    ['check', refused, 1, 5, 'retry'],
+    ['check', refused, 5, 5, 'fail'],
+    ['check', permanent, 1, 5, 'fail'],
+    ['connect', refused, 5, 5, 'fail'],
+    ['prepare', permanent, 1, 5, 'recover'],
+    ['migrate', refused, 2, 5, 'retry'],
+    ['migrate', refused, 5, 5, 'recover'],
+    ['migrate', permanent, 1, 5, 'recover'],
+    ['finish', permanent, 1, 5, 'recover'],
+    ['recover', refused, 3, 5, 'retry'],
+    ['recover', refused, 5, 5, 'fail'],
+    ['recover', permanent, 1, 5, 'fail'],
+  ] as const)('%s, %s, attempt %i of %i → %s', (stage, err, attempt, max, want) => {
+    expect(decideOnFailure(stage, err, attempt, max).kind).toBe(want);
+  });
+});
+
+describe('progress from job stats', () => {
+  it('computes percent from processed against remaining, under 100', () => {
+    const p = progressFrom({ data_processed: 30, data_remaining: 70, data_total: 100, memory_bps: 1048576, memory_iteration: 1, time_elapsed: 900 }, 0);
+    expect(p).toEqual({ percent: 30, dataTotal: 100, dataProcessed: 30, dataRemaining: 70, memoryBps: 1048576, iteration: 1, elapsedMs: 900 });
+  });
+  it('never goes backwards when a dirtying guest makes remaining grow', () => {
+    const a = progressFrom({ data_processed: 60, data_remaining: 40 }, 0);
+    const b = progressFrom({ data_processed: 70, data_remaining: 130 }, a.percent);
+    expect(a.percent).toBe(60);
+    expect(b.percent).toBe(60);
+  });
+  it('stays at 99 at most until the guest runs on the destination', () => {
+    expect(progressFrom({ data_processed: 100, data_remaining: 0 }, 0).percent).toBe(99);
+  });
+  it('starts at 0 without numbers', () => {
+    expect(progressFrom({}, 0).percent).toBe(0);
+  });
+});
+
+describe('where the guest runs', () => {
+  const v = (state: HostView['state']): HostView => ({ state, persistent: true, jobActive: false, uuid: 'u' });
+  it.each([
+    [v('running'), null, true, 'source'],
+    [v('paused'), v('shutoff'), true, 'source'],
+    [null, v('running'), true, 'destination'],
+    [v('shutoff'), v('running'), true, 'destination'],
+    [v('running'), v('paused'), true, 'both'],
+    [v('shutoff'), null, true, 'nowhere'],
+    [null, null, false, 'unknown'],
+    [v('running'), null, false, 'source'],
+  ] as const)('source %j, destination %j (known %s) → %s', (s, d, known, want) => {
+    expect(placementOf(s, d, known)).toBe(want);
+  });
+});
