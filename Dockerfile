@@ -1,0 +1,25 @@
+# kvm-migrate: one image for the API and the workers.
+# libvirt0 provides libvirt.so.0, which the service loads through koffi; no
+# libvirt daemon runs in the container: it talks to the hosts' libvirtd by URI.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json ./
+COPY api ./api
+COPY worker ./worker
+COPY shared ./shared
+COPY bin ./bin
+RUN npx tsc -p tsconfig.json --outDir dist --rootDir . && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libvirt0 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+USER node
+EXPOSE 8010
+CMD ["node", "dist/bin/api.js"]
