@@ -1,0 +1,148 @@
+/**
+ * Connection: one virConnectPtr. Closing waits for calls still running on
+ * it; domains, pools and volumes keep their own reference in libvirt, so
+ * they stay usable after close() until they are freed.
+ */
+import { Caller, callAsync } from './call.js';
+import { VirErrorCode, isVirError } from './errors.js';
+import type { ConnPtr, DomainPtr, HeapPtr, Libvirt, NativeFn, NodeInfoStruct, Out, PoolPtr } from './ffi.js';
+import { NativeHandle } from './handle.js';
+import { LibvirtDomain } from './domain.js';
+import { LibvirtPool, LibvirtVolume } from './storage.js';
+import type { Connection, Domain, NodeInfo, StoragePool, StorageVolume } from './types.js';
+
+export class LibvirtConnection extends NativeHandle<ConnPtr> implements Connection {
+  readonly uri: string;
+  readonly #c: Caller;
+
+  /** Takes ownership of `ptr`; `onClosed` runs once the pointer is closed (or finalized). */
+  constructor(lv: Libvirt, ptr: ConnPtr, uri: string, onClosed: () => void) {
+    super(lv, ptr, 'connection', async (p) => {
+      try {
+        await callAsync(lv.api.virConnectClose, p); // remote: a goodbye RPC, so async
+      } finally {
+        onClosed();
+      }
+    });
+    this.uri = uri;
+    this.#c = new Caller(lv, ptr, this);
+  }
+
+  close(): Promise<void> {
+    return this.releaseHandle();
+  }
+
+  /**
+   * virConnectSetKeepAlive. Resolves false where the driver has no keepalive
+   * (local drivers such as test:///); other failures reject.
+   */
+  setKeepAlive(intervalSec: number, count: number): Promise<boolean> {
+    return this.use(async (p) => {
+      try {
+        await this.#c.int(this.#c.lv.api.virConnectSetKeepAlive, p, intervalSec, count);
+        return true;
+      } catch (e) {
+        if (isVirError(e) && e.code === VirErrorCode.NO_SUPPORT) return false;
+        throw e;
+      }
+    });
+  }
+
+  isAlive(): boolean {
+    const p = this.peek();
+    return p !== null && this.#c.lv.api.virConnectIsAlive(p) === 1;
+  }
+
+  capabilities(): Promise<string> {
+    return this.use((p) => this.#c.some(this.#c.lv.api.virConnectGetCapabilities, p));
+  }
+
+  hypervisorType(): Promise<string> {
+    return this.use((p) => this.#c.some(this.#c.lv.api.virConnectGetType, p));
+  }
+
+  hostname(): Promise<string> {
+    return this.use((p) => this.#c.some(this.#c.lv.api.virConnectGetHostname, p));
+  }
+
+  nodeInfo(): Promise<NodeInfo> {
+    return this.use(async (p) => {
+      const out: Partial<NodeInfoStruct> = {};
+      await this.#c.int(this.#c.lv.api.virNodeGetInfo, p, out);
+      return { model: out.model ?? '', memoryKiB: Number(out.memory ?? 0), cpus: out.cpus ?? 0, mhz: out.mhz ?? 0 };
+    });
+  }
+
+  freeMemory(): Promise<number> {
+    return this.use((p) => this.#c.nonZero(this.#c.lv.api.virNodeGetFreeMemory, p));
+  }
+
+  lookupDomain(name: string): Promise<Domain | null> {
+    return this.use(async (p) => {
+      const dom = await this.#c.lookup(VirErrorCode.NO_DOMAIN, this.#c.lv.api.virDomainLookupByName, p, name);
+      return dom === null ? null : new LibvirtDomain(this.#c, dom);
+    });
+  }
+
+  lookupDomainByUUID(uuid: string): Promise<Domain | null> {
+    return this.use(async (p) => {
+      const dom = await this.#c.lookup(VirErrorCode.NO_DOMAIN, this.#c.lv.api.virDomainLookupByUUIDString, p, uuid);
+      return dom === null ? null : new LibvirtDomain(this.#c, dom);
+    });
+  }
+
+  listDomains(): Promise<Domain[]> {
+    return this.use(async (p) => {
+      const ptrs = await this.#listAll<DomainPtr>(this.#c.lv.api.virConnectListAllDomains, p);
+      return ptrs.map((d) => new LibvirtDomain(this.#c, d));
+    });
+  }
+
+  defineDomain(xml: string): Promise<Domain> {
+    return this.use(async (p) => new LibvirtDomain(this.#c, await this.#c.some(this.#c.lv.api.virDomainDefineXML, p, xml)));
+  }
+
+  createDomain(xml: string): Promise<Domain> {
+    return this.use(
+      async (p) => new LibvirtDomain(this.#c, await this.#c.some(this.#c.lv.api.virDomainCreateXML, p, xml, 0)),
+    );
+  }
+
+  lookupPool(name: string): Promise<StoragePool | null> {
+    return this.use(async (p) => {
+      const pool = await this.#c.lookup(VirErrorCode.NO_STORAGE_POOL, this.#c.lv.api.virStoragePoolLookupByName, p, name);
+      return pool === null ? null : new LibvirtPool(this.#c, pool);
+    });
+  }
+
+  listPools(): Promise<StoragePool[]> {
+    return this.use(async (p) => {
+      const ptrs = await this.#listAll<PoolPtr>(this.#c.lv.api.virConnectListAllStoragePools, p);
+      return ptrs.map((pool) => new LibvirtPool(this.#c, pool));
+    });
+  }
+
+  lookupVolumeByPath(path: string): Promise<StorageVolume | null> {
+    return this.use(async (p) => {
+      const vol = await this.#c.lookup(VirErrorCode.NO_STORAGE_VOL, this.#c.lv.api.virStorageVolLookupByPath, p, path);
+      return vol === null ? null : LibvirtVolume.wrap(this.#c, vol);
+    });
+  }
+
+  /** virConnectListAll*: libvirt hands over an array of new references, which we free() after copying. */
+  async #listAll<P extends bigint>(
+    fn: NativeFn<[ConnPtr, Out<HeapPtr | null>, number], number>,
+    p: ConnPtr,
+  ): Promise<P[]> {
+    const { lv } = this.#c;
+    const out: Out<HeapPtr | null> = [null];
+    const count = await this.#c.int(fn, p, out, 0);
+    const array = out[0];
+    if (array === null) return [];
+    try {
+      return lv.decodePointers<P>(array, count);
+    } finally {
+      lv.freeHeap(array);
+    }
+  }
+}
