@@ -20,8 +20,6 @@ export function guestXml(name: string, devices = '', uuid = randomUUID()): strin
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <devices>
-    <graphics type='none'/>
-    <video><model type='none'/></video>
     <memballoon model='none'/>
     ${devices}
   </devices>
