@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { labDown, labStatus, labUp } from '../lab/lab.js';
+import { LAB_GUESTS } from '../lab/config.js';
+import { labDown, labStatus, labUp, resetGuest } from '../lab/lab.js';
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(`Usage: npm run demo [-- --port N]
@@ -44,6 +45,8 @@ async function main() {
   const wasUp = (await labStatus().catch(() => null))?.up === true;
   process.stdout.write(wasUp ? 'lab already up\n' : 'bringing the lab up (first time takes a few seconds)...\n');
   const lab = await labUp();
+  // Every demo starts with the guests at home on the first host.
+  for (const g of LAB_GUESTS) await resetGuest(g);
   const [source, dest] = lab.hosts;
   if (!source || !dest) throw new Error('the lab needs two hosts');
 

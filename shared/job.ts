@@ -23,7 +23,7 @@ export interface MigrationRequest {
 export interface HistoryEntry {
   at: string;
   stage: string;
-  event: 'queued' | 'start' | 'done' | 'retry' | 'error' | 'decision' | 'resume';
+  event: 'queued' | 'start' | 'step' | 'done' | 'retry' | 'error' | 'decision' | 'resume';
   detail?: string;
 }
 

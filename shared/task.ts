@@ -30,6 +30,8 @@ export interface MigrationProgress {
   memoryBps?: number;
   iteration?: number;
   elapsedMs?: number;
+  /** Real downtime libvirt measured, once the migration completed. */
+  downtimeMs?: number;
 }
 
 export interface Task {

@@ -57,6 +57,10 @@ describe.each([GUEST_TINY, GUEST_DISK])('migrating %s', (guest) => {
     expect(seen[0]).toMatch(/^running:/);
     expect(seen.at(-1)).toBe('finished:done');
     expect(task.history.filter((h) => h.event === 'done').map((h) => h.stage)).toEqual(['check', 'connect', 'prepare', 'migrate', 'finish']);
+    // The finished task keeps libvirt's final figures, including the real downtime.
+    expect(task.progress).toMatchObject({ percent: 100, dataRemaining: 0 });
+    expect((task.progress as { downtimeMs?: number }).downtimeMs).toBeGreaterThan(0);
+    expect((task.progress as { dataProcessed?: number }).dataProcessed).toBeGreaterThan(0);
     expect(await onHost2((c) => stateOn(c, guest))).toEqual({ state: 'running', persistent: true });
     expect(await stateOn(h1, guest)).toBeNull();
   });

@@ -80,3 +80,12 @@ describe('where the guest runs', () => {
     expect(placementOf(s, d, known)).toBe(want);
   });
 });
+
+describe('final progress', () => {
+  it('is 100% with the real downtime and totals libvirt reported', async () => {
+    const { finalProgress } = await import('../worker/policy/progress.js');
+    expect(finalProgress({ data_processed: 5_000_000, data_remaining: 0, data_total: 67_000_000, downtime: 21, time_elapsed: 560, memory_iteration: 2 })).toEqual({
+      percent: 100, dataTotal: 67_000_000, dataProcessed: 5_000_000, dataRemaining: 0, downtimeMs: 21, elapsedMs: 560, iteration: 2,
+    });
+  });
+});

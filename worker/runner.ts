@@ -90,7 +90,8 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
 
   const source = lazyConnection(deps.hypervisor, request.sourceUri, config.libvirt.connect_timeout);
   const destination = lazyConnection(deps.hypervisor, request.destinationUri, config.libvirt.connect_timeout);
-  if (job.data.checkpoint) await save({ ...cp, history: [...cp.history, entry(cp.step, { event: 'resume', detail: `attempt ${attempt}` })] });
+  // A job that already started a stage is being picked up again (retry or crashed worker).
+  if (cp.history.some((h) => h.event === 'start')) await save({ ...cp, history: [...cp.history, entry(cp.step, { event: 'resume', detail: `attempt ${attempt}` })] });
 
   try {
     while (cp.step !== 'done') {

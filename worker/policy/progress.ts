@@ -29,3 +29,13 @@ export function progressFrom(fields: Fields, previousPercent: number): Migration
   if (elapsed !== undefined) p.elapsedMs = elapsed;
   return p;
 }
+
+/** The figures a finished migration keeps: 100% only once the guest runs on the destination. */
+export function finalProgress(fields: Fields): MigrationProgress {
+  const p = progressFrom(fields, 0);
+  const out: MigrationProgress = { ...p, percent: 100 };
+  if (p.dataProcessed !== undefined) out.dataRemaining = 0;
+  const downtime = num(fields, 'downtime');
+  if (downtime !== undefined) out.downtimeMs = downtime;
+  return out;
+}

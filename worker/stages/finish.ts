@@ -4,6 +4,7 @@
  * longer holds it (unless configured to keep the definition).
  */
 import { migrationError } from '../../shared/errors.js';
+import { finalProgress } from '../policy/progress.js';
 import { viewOn } from './placement.js';
 import type { Stage } from './stage.js';
 
@@ -34,6 +35,7 @@ export const finishStage: Stage = {
       }
     }
     if (!dst.persistent) throw migrationError('FINISH_FAILED', { name: request.vm, detail: 'it runs on the destination but is not persistent there' });
+    await ctx.progress(finalProgress(ctx.checkpoint.results.migrate?.stats ?? {}));
     return { next: 'done', results: { finish: { persistent: dst.persistent, sourceUndefined } }, detail: `running and persistent on ${request.remoteHost}` };
   },
 };

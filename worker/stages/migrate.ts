@@ -133,7 +133,7 @@ export const migrateStage: Stage = {
       throw e;
     }
     const startedAt = ctx.clock.now().toISOString();
-    await ctx.save({ migrate: { startedAt } }, { event: 'start', detail: `libvirt migration to ${request.destinationUri}` });
+    await ctx.save({ migrate: { startedAt } }, { event: 'step', detail: `libvirt migration to ${request.destinationUri} started` });
     const monitor = startMonitor(ctx, domain, downtimeMs);
     let timedOut = false;
     const timer = setTimeout(() => {

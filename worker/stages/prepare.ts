@@ -25,7 +25,7 @@ export const prepareStage: Stage = {
       return {
         next: 'migrate',
         results: { prepare: { preState, downtimeMs, bandwidthMiBs } },
-        detail: `guest ${preState}; max downtime ${downtimeMs ?? 'libvirt default'} ms; bandwidth ${bandwidthMiBs ?? 'unlimited'} MiB/s`,
+        detail: `guest ${preState}; max downtime ${downtimeMs === null ? "libvirt's default" : `${downtimeMs} ms`}; bandwidth ${bandwidthMiBs === null ? 'unlimited' : `${bandwidthMiBs} MiB/s`}`,
       };
     } finally {
       domain.free();
