@@ -97,6 +97,12 @@ export const schema = {
   worker: {
     concurrency: { doc: 'Migrations one worker process runs at the same time.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_WORKER_CONCURRENCY' },
     progress_interval: millis('How often in ms the migrate stage samples libvirt job statistics.', 500, 'KVM_MIGRATE_WORKER_PROGRESS_INTERVAL'),
+    lock_duration: millis(
+      "How long in ms a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it expires. Renewed every half of it while the worker lives.",
+      30000,
+      'KVM_MIGRATE_WORKER_LOCK_DURATION',
+    ),
+    stalled_interval: millis('How often in ms workers look for jobs whose lock expired (crashed workers) and take them over.', 15000, 'KVM_MIGRATE_WORKER_STALLED_INTERVAL'),
   },
   stages: {
     check_deadline: millis('Deadline in ms of the check stage (all capability checks).', 60000, 'KVM_MIGRATE_STAGES_CHECK_DEADLINE'),
@@ -130,7 +136,7 @@ export interface Config {
     keep_source_definition: boolean;
   };
   api: { host: string; port: number };
-  worker: { concurrency: number; progress_interval: number };
+  worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };
   retry: { attempts: number; backoff: number };
   tasks: { keep_finished: number };

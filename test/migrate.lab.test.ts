@@ -68,7 +68,7 @@ describe.each([GUEST_TINY, GUEST_DISK])('migrating %s', (guest) => {
 
 describe('a migration that does not converge', () => {
   it('is aborted at migration_destination_timeout and leaves the guest running on the source; the API and progress stay live meanwhile', async () => {
-    await resetGuest(GUEST_DIRTY);
+    await resetGuest(GUEST_DIRTY, { dirtyRateMiBs: 64 });
     const post = await api(slow.url, 'POST', `/vms/${GUEST_DIRTY}/migrate`, { remote_host: hostAddress('host2') });
     expect(post.status).toBe(202);
     const id = post.body.id;
@@ -98,7 +98,7 @@ describe('a migration that does not converge', () => {
 
 describe('the destination libvirtd dies in the middle of the copy', () => {
   it('fails the task with a clear message, the guest keeps running on the source, nothing is left on the destination', async () => {
-    await resetGuest(GUEST_DIRTY);
+    await resetGuest(GUEST_DIRTY, { dirtyRateMiBs: 64 });
     const post = await api(slow.url, 'POST', `/vms/${GUEST_DIRTY}/migrate`, { remote_host: hostAddress('host2') });
     expect(post.status).toBe(202);
     const id = post.body.id;

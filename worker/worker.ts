@@ -57,9 +57,11 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       concurrency: config.worker.concurrency,
       // A crashed worker's job is picked up by another one after the lock expires;
       // the stages resume from the checkpoint and look at real state first.
-      lockDuration: 30_000,
-      stalledInterval: 15_000,
-      maxStalledCount: 3,
+      lockDuration: config.worker.lock_duration,
+      stalledInterval: config.worker.stalled_interval,
+      // Each takeover resumes from the checkpoint; a job that keeps killing its
+      // workers is failed after this many takeovers instead of looping forever.
+      maxStalledCount: 5,
       autorun: false,
     },
   );
