@@ -169,7 +169,12 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (typeof bw === 'string' && /^\d+$/.test(bw)) conf.set('migration_max_bandwidth' as never, Number(bw) as never);
     conf.validate({ allowed: 'strict' });
   } catch (err) {
-    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+    // Convict names the key; add where it can be set, since most values come from the environment.
+    const lines = (err as Error).message.split('\n').map((line) => {
+      const row = describeSchema().find((r) => line.startsWith(`${r.key}:`));
+      return row ? `${line} (key ${row.key}, environment variable ${row.env})` : line;
+    });
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   return conf.getProperties() as unknown as Config;
 }

@@ -4,6 +4,7 @@
  */
 import { migrationError, type ErrorJSON } from '../../shared/errors.js';
 import { runChecks } from '../../shared/checks/index.js';
+import { withSourceDomain } from './placement.js';
 import type { Stage } from './stage.js';
 
 /** One error for the task: the first blocker's code, every blocker's text. */
@@ -17,10 +18,7 @@ export const checkStage: Stage = {
   deadlineMs: (config) => config.stages.check_deadline,
   async run(ctx) {
     const { request } = ctx;
-    const source = await ctx.source();
-    const domain = await source.lookupDomain(request.vm);
-    if (!domain) throw migrationError('VM_NOT_FOUND', { name: request.vm });
-    try {
+    return withSourceDomain(ctx, async (domain, source) => {
       const report = await runChecks({
         hypervisor: ctx.hypervisor,
         source,
@@ -46,8 +44,6 @@ export const checkStage: Stage = {
         },
         detail: `${report.results.length} checks passed`,
       };
-    } finally {
-      domain.free();
-    }
+    });
   },
 };

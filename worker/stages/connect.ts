@@ -4,8 +4,8 @@
  * persistent definition and decide the migration flags. Read-only; the result
  * lives in the checkpoint so a resumed job migrates with the same parameters.
  */
-import { migrationError } from '../../shared/errors.js';
 import { MigrateFlag } from '../../shared/libvirt/types.js';
+import { withSourceDomain } from './placement.js';
 import type { Stage } from './stage.js';
 
 export function migrationFlags(keepSourceDefinition: boolean): number {
@@ -19,10 +19,7 @@ export const connectStage: Stage = {
   async run(ctx) {
     const { request } = ctx;
     await ctx.destination(); // reachable now, or a transient fault to retry
-    const source = await ctx.source();
-    const domain = await source.lookupDomain(request.vm);
-    if (!domain) throw migrationError('VM_NOT_FOUND', { name: request.vm });
-    try {
+    return withSourceDomain(ctx, async (domain) => {
       // The destination keeps the guest's persistent definition, not its live one,
       // so a later restart there boots what the owner configured.
       const persistent = await domain.isPersistent();
@@ -32,8 +29,6 @@ export const connectStage: Stage = {
         results: { connect: { persistentXml, flags: migrationFlags(request.keepSourceDefinition) } },
         detail: `destination ${request.destinationUri} connected`,
       };
-    } finally {
-      domain.free();
-    }
+    });
   },
 };

@@ -2,7 +2,8 @@
  * Where is the guest right now? Observed from both hosts, never remembered.
  * Recovery and resumed stages decide from this alone.
  */
-import type { Connection, DomainState } from '../../shared/libvirt/types.js';
+import { migrationError } from '../../shared/errors.js';
+import type { Connection, Domain, DomainState } from '../../shared/libvirt/types.js';
 import type { StageContext } from './stage.js';
 
 export interface HostView {
@@ -59,4 +60,16 @@ export async function observePlacement(ctx: StageContext): Promise<Placement> {
   }
   const on = placementOf(source, destination, destinationError === undefined);
   return { on, source, destination, ...(destinationError ? { destinationError } : {}) };
+}
+
+/** Runs `fn` with the guest's handle on the source; VM_NOT_FOUND when the source has no such guest. */
+export async function withSourceDomain<T>(ctx: StageContext, fn: (d: Domain, source: Connection) => Promise<T>): Promise<T> {
+  const source = await ctx.source();
+  const domain = await source.lookupDomain(ctx.request.vm);
+  if (!domain) throw migrationError('VM_NOT_FOUND', { name: ctx.request.vm });
+  try {
+    return await fn(domain, source);
+  } finally {
+    domain.free();
+  }
 }

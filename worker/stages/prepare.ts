@@ -5,6 +5,7 @@
  */
 import { effectiveDowntime } from '../../shared/config.js';
 import { migrationError } from '../../shared/errors.js';
+import { withSourceDomain } from './placement.js';
 import type { Stage } from './stage.js';
 
 export const prepareStage: Stage = {
@@ -12,10 +13,7 @@ export const prepareStage: Stage = {
   deadlineMs: (config) => config.stages.prepare_deadline,
   async run(ctx) {
     const { request } = ctx;
-    const source = await ctx.source();
-    const domain = await source.lookupDomain(request.vm);
-    if (!domain) throw migrationError('VM_NOT_FOUND', { name: request.vm });
-    try {
+    return withSourceDomain(ctx, async (domain) => {
       const { state } = await domain.state();
       if (state !== 'running' && state !== 'paused') throw migrationError('BAD_STATE', { name: request.vm, state });
       // A resumed prepare keeps the first observation: the guest may be paused by us since.
@@ -27,8 +25,6 @@ export const prepareStage: Stage = {
         results: { prepare: { preState, downtimeMs, bandwidthMiBs } },
         detail: `guest ${preState}; max downtime ${downtimeMs === null ? "libvirt's default" : `${downtimeMs} ms`}; bandwidth ${bandwidthMiBs === null ? 'unlimited' : `${bandwidthMiBs} MiB/s`}`,
       };
-    } finally {
-      domain.free();
-    }
+    });
   },
 };
