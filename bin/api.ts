@@ -4,17 +4,18 @@ import { createSourceHost } from '../api/source.js';
 import { createTaskStore } from '../api/tasks.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import { createLogger, systemClock } from '../shared/log.js';
-import { apiRedis, createQueue } from '../shared/queue.js';
+import { apiRedis, createQueue, logOutages } from '../shared/queue.js';
 import { configFromArgs } from './args.js';
 
 const config = configFromArgs(process.argv.slice(2), 'kvm-migrate-api', 'Runs the kvm-migrate REST API (POST /vms/<name>/migrate, GET /tasks).');
 const log = createLogger(config.log.level, 'api');
 const hypervisor = createHypervisor();
 const redis = apiRedis(config);
-redis.on('error', (e) => log.warn({ err: e.message }, 'redis'));
+logOutages(redis, log, 'the API answers 503 until it is back');
 const queue = createQueue(config, redis);
+queue.on('error', (e) => log.warn({ err: e.message }, 'queue'));
 const source = createSourceHost(config, hypervisor);
-const app = createApp({ config, hypervisor, source, tasks: createTaskStore(config, queue), clock: systemClock, log, redisReady: () => redis.status === 'ready' });
+const app = createApp({ config, hypervisor, source, tasks: createTaskStore(config, queue, () => redis.status === 'ready'), clock: systemClock, log, redisReady: () => redis.status === 'ready' });
 const server = app.listen(config.api.port, config.api.host, () => {
   const a = server.address();
   log.info({ address: a }, 'kvm-migrate API listening');

@@ -50,3 +50,16 @@ export function jobOptions(config: Config, jobId: string, lockKey: string): Jobs
 export function vmLockKey(sourceUri: string, vm: string): string {
   return `vm:${sourceUri}:${vm}`;
 }
+
+/** Logs a Redis outage once when it starts and once when it ends, not on every reconnect attempt. */
+export function logOutages(redis: Redis, log: { warn(o: object, m: string): void; info(o: object, m: string): void }, what: string): void {
+  let down = false;
+  redis.on('error', (e: Error) => {
+    if (!down) log.warn({ err: e.message }, `redis unreachable; ${what}`);
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info({}, 'redis reachable again');
+    down = false;
+  });
+}

@@ -2,13 +2,13 @@
 import type { Config } from '../shared/config.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import { createLogger, systemClock } from '../shared/log.js';
-import { workerRedis } from '../shared/queue.js';
+import { logOutages, workerRedis } from '../shared/queue.js';
 import { createMigrationWorker } from './worker.js';
 
 export async function runWorker(config: Config): Promise<void> {
   const log = createLogger(config.log.level, 'worker');
   const connection = workerRedis(config);
-  connection.on('error', (e) => log.warn({ err: e.message }, 'redis'));
+  logOutages(connection, log, 'jobs wait in Redis until it is back');
   const worker = createMigrationWorker({ config, connection, hypervisor: createHypervisor(), clock: systemClock, log });
   const shutdown = async (sig: string) => {
     log.info({ sig }, 'worker stopping: running migrations are left to libvirt and resumed by the next worker');
