@@ -6,8 +6,8 @@
  * and finishes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST_DIRTY } from '../lab/config.js';
-import { hostAddress, hostUri, labUp, resetGuest } from '../lab/lab.js';
+import { GUEST_DIRTY, GUEST_TINY } from '../lab/config.js';
+import { hostAddress, hostUri, killHost, labUp, resetGuest, startHost } from '../lab/lab.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import type { Connection } from '../shared/libvirt/types.js';
 import { stateOn } from './helpers/guests.js';
@@ -69,5 +69,32 @@ describe('a worker killed mid-copy', () => {
       await h2.close();
     }
     expect(await stateOn(h1, GUEST_DIRTY)).toBeNull();
+  });
+});
+
+describe('a transient fault', () => {
+  it('is retried with backoff until the source libvirtd is back, then the migration finishes', async () => {
+    await resetGuest(GUEST_TINY);
+    const quiet = await startService({ KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1'), KVM_MIGRATE_RETRY_BACKOFF: '1000', KVM_MIGRATE_RETRY_ATTEMPTS: '6' }, 0);
+    try {
+      const post = await api(quiet.url, 'POST', `/vms/${GUEST_TINY}/migrate`, { remote_host: hostAddress('host2') });
+      expect(post.status).toBe(202);
+      // The source daemon dies (its guests keep running) before any worker looks at the job.
+      await h1.close();
+      expect(await killHost('host1')).toBe(true);
+      await quiet.startWorker();
+      await waitFor('a retry', async () => ((await api(quiet.url, 'GET', `/tasks/${post.body.id}`)).body as Task).history.some((h) => h.event === 'retry'), 20_000);
+      await startHost('host1');
+      const task = await waitTask(quiet.url, post.body.id, 90_000);
+      expect(task.status).toBe('finished');
+      const retries = task.history.filter((h) => h.event === 'retry');
+      expect(retries.length).toBeGreaterThanOrEqual(1);
+      expect(retries[0]?.detail).toMatch(/^attempt 1\/6: KMIG0206E: Transient fault, will retry: .*Connection refused/);
+      expect(task.history.filter((h) => h.event === 'resume').length).toBe(retries.length);
+    } finally {
+      await startHost('host1');
+      h1 = await hv.open(hostUri('host1'));
+      await quiet.stop();
+    }
   });
 });

@@ -120,7 +120,9 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       } catch (err) {
         const e = err instanceof StageTimeout ? migrationError('STAGE_TIMEOUT', { stage: stage.name, ms: String(stage.deadlineMs(config, request)) }) : err;
         const action = decideOnFailure(stage.name, e, attempt, maxAttempts);
-        const json = errorJSON(isMigrationError(e) ? e : migrationError(stage.name === 'recover' ? 'RECOVERY_INCOMPLETE' : 'MIGRATION_FAILED', { name: request.vm, detail: (e as Error)?.message ?? String(e) }));
+        const detail = (e as Error)?.message ?? String(e);
+        const key = action.kind === 'retry' ? 'TRANSIENT' : stage.name === 'recover' ? 'RECOVERY_INCOMPLETE' : 'MIGRATION_FAILED';
+        const json = errorJSON(isMigrationError(e) ? e : migrationError(key, { name: request.vm, detail }));
         log.warn({ job: job.id, stage: stage.name, action: action.kind, err: json.reason }, 'stage failed');
         if (action.kind === 'retry') {
           await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'retry', detail: `attempt ${attempt}/${maxAttempts}: ${json.reason}` })] });
