@@ -5,12 +5,13 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY api ./api
 COPY worker ./worker
 COPY shared ./shared
 COPY bin ./bin
-RUN npx tsc -p tsconfig.json --outDir dist --rootDir . && npm prune --omit=dev
+# The demo and the lab are development tools and stay out of the image.
+RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
@@ -21,5 +22,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 USER node
+# libvirt calls run on libuv's pool; its size is fixed at start (worker/policy/threads.ts).
+ENV UV_THREADPOOL_SIZE=16
 EXPOSE 8010
 CMD ["node", "dist/bin/api.js"]

@@ -11,11 +11,10 @@ import { runChecks } from '../shared/checks/index.js';
 import { isMigrationError, migrationError } from '../shared/errors.js';
 import type { MigrationRequest } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
-import { matchesFilter } from '../shared/task.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import type { SourceHost } from './source.js';
 import type { TaskStore } from './tasks.js';
-import { filterRegex, validateMigrateBody, validateVmName } from './validate.js';
+import { filterRegex, matchRows, validateMigrateBody, validateVmName } from './validate.js';
 
 export interface ApiDeps {
   config: Config;
@@ -29,6 +28,24 @@ export interface ApiDeps {
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
+
+/** The precheck answers within the check stage's deadline; a libvirt failure on the source is a 503, not a 500. */
+async function boundedChecks(ms: number, input: Parameters<typeof runChecks>[0]) {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      runChecks(input),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(migrationError('SOURCE_UNAVAILABLE', { detail: `the checks took longer than ${ms} ms` })), ms);
+      }),
+    ]);
+  } catch (e) {
+    if (isMigrationError(e)) throw e;
+    throw migrationError('SOURCE_UNAVAILABLE', { detail: e instanceof Error ? e.message : String(e) });
+  } finally {
+    clearTimeout(timer);
+  }
+}
 const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => h(req, res).catch(next);
 
 export function createApp(deps: ApiDeps): express.Express {
@@ -53,7 +70,7 @@ export function createApp(deps: ApiDeps): express.Express {
       const destUri = destinationUri(config.libvirt.destination_uri_template, body.remote_host);
       if (body.dry_run) {
         try {
-          const report = await runChecks({
+          const report = await boundedChecks(config.stages.check_deadline, {
             hypervisor: deps.hypervisor,
             source: await deps.source.connection(),
             domain,
@@ -103,11 +120,7 @@ export function createApp(deps: ApiDeps): express.Express {
       const status = filterRegex('status', req.query.status);
       const target = filterRegex('target_uri', req.query.target_uri);
       const list = await tasks.list();
-      // Kimchi matched filters with Python's re.match: anchored at the start.
-      const anchored = (r: RegExp | undefined) => (r ? new RegExp(`^(?:${r.source})`) : undefined);
-      const s = anchored(status);
-      const t = anchored(target);
-      res.json(list.filter((task) => (!s || s.test(task.status)) && matchesFilter(task, t ? { target_uri: t } : {})));
+      res.json(matchRows(list, status, target).map((i) => list[i]));
     }),
   );
 

@@ -44,8 +44,19 @@ export function createSourceHost(config: Config, hypervisor: Hypervisor): Source
   return {
     connection,
     async lookup(name) {
+      // One budget for connecting and looking up together.
+      const deadline = Date.now() + config.libvirt.lookup_timeout;
       const c = await bounded(connection(), config.libvirt.lookup_timeout, 'connecting to the source libvirt');
-      return bounded(c.lookupDomain(name), config.libvirt.lookup_timeout, 'looking the VM up');
+      const pending = c.lookupDomain(name).catch((e: unknown) => {
+        throw migrationError('SOURCE_UNAVAILABLE', { detail: e instanceof Error ? e.message : String(e) });
+      });
+      try {
+        return await bounded(pending, Math.max(1, deadline - Date.now()), 'looking the VM up');
+      } catch (e) {
+        // A lookup that answers after we gave up still holds a handle: free it then.
+        void pending.then((d) => d?.free()).catch(() => undefined);
+        throw e;
+      }
     },
     async close() {
       await conn?.close().catch(() => undefined);

@@ -3,6 +3,7 @@
  * MigrationError with a 4xx code. Nothing reaches libvirt or Redis unchecked.
  */
 import { isIP } from 'node:net';
+import { runInNewContext } from 'node:vm';
 import { migrationError } from '../shared/errors.js';
 
 export interface MigrateBody {
@@ -60,5 +61,29 @@ export function filterRegex(param: string, v: unknown): RegExp | undefined {
     return new RegExp(v);
   } catch {
     throw migrationError('BAD_REQUEST', { detail: `filter '${param}' is not a valid regular expression` });
+  }
+}
+
+/** Longest the task filters may run: a catastrophic pattern must not stall the API. */
+const FILTER_BUDGET_MS = 100;
+
+/**
+ * Indexes of the rows whose status and target_uri match the filters, with
+ * Kimchi's re.match semantics (anchored at the start). Runs under a time
+ * budget, since a client-supplied pattern can backtrack for minutes.
+ */
+export function matchRows(rows: { status: string; target_uri: string }[], status: RegExp | undefined, target: RegExp | undefined): number[] {
+  const anchored = (r: RegExp | undefined) => (r ? new RegExp(`^(?:${r.source})`, r.flags) : null);
+  try {
+    return runInNewContext(
+      'rows.flatMap((r, i) => ((!s || s.test(r.status)) && (!t || t.test(r.target_uri)) ? [i] : []))',
+      { rows: rows.map((r) => ({ status: r.status, target_uri: r.target_uri })), s: anchored(status), t: anchored(target) },
+      { timeout: FILTER_BUDGET_MS },
+    ) as number[];
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+      throw migrationError('BAD_REQUEST', { detail: `the filter expressions took longer than ${FILTER_BUDGET_MS} ms; simplify them` });
+    }
+    throw e;
   }
 }

@@ -66,6 +66,7 @@ async function main() {
     KVM_MIGRATE_LIBVIRT_SOURCE_URI: source.uri,
     KVM_MIGRATE_API_PORT: String(port),
     KVM_MIGRATE_LOG_LEVEL: process.env.KVM_MIGRATE_LOG_LEVEL ?? 'warn',
+    UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16',
   };
   for (const f of ['./api.ts', './worker.ts']) {
     const c = fork(here(f), [], { execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

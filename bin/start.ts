@@ -14,7 +14,9 @@ const children: ChildProcess[] = [];
 let stopping = false;
 
 function start(file: string): ChildProcess {
-  const child = fork(here(file), argv, { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  // The pool size is fixed at start: give the worker room for its migrations (see worker/policy/threads.ts).
+  const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
+  const child = fork(here(file), argv, { execArgv: ['--import', 'tsx'], stdio: 'inherit', env });
   child.on('exit', (code) => {
     if (!stopping) {
       process.stderr.write(`${file} exited with code ${code}; stopping\n`);

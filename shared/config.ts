@@ -20,6 +20,17 @@ function positiveInt(val: unknown): void {
   }
 }
 
+/** Timers in Node hold at most 2^31-1 ms (about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+function timerMs(val: unknown): void {
+  positiveInt(val);
+  if ((val as number) > MAX_TIMER_MS) throw new Error(`must be at most ${MAX_TIMER_MS} ms`);
+}
+function timerSeconds(val: unknown): void {
+  positiveInt(val);
+  if ((val as number) * 1000 > MAX_TIMER_MS - 120_000) throw new Error('must be at most 2000000 seconds (about 23 days)');
+}
+
 function nonNegativeInt(val: unknown): void {
   if (typeof val !== 'number' || !Number.isInteger(val) || val < 0) {
     throw new Error('must be a whole number, 0 or more');
@@ -40,15 +51,15 @@ function redisUrl(val: unknown): void {
   }
 }
 
-const seconds = (doc: string, def: number, env: string) => ({ doc, format: positiveInt, default: def, env });
-const millis = (doc: string, def: number, env: string) => ({ doc, format: positiveInt, default: def, env });
+const millis = (doc: string, def: number, env: string) => ({ doc, format: timerMs, default: def, env });
 
 export const schema = {
-  migration_destination_timeout: seconds(
-    'Maximum time in seconds a migration may run before it is aborted and the guest recovered on the source (the seed: 21600 should be enough on one LAN).',
-    21600,
-    'KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT',
-  ),
+  migration_destination_timeout: {
+    doc: 'Maximum time in seconds a migration may run before it is aborted and the guest recovered on the source (the seed: 21600 should be enough on one LAN).',
+    format: timerSeconds,
+    default: 21600,
+    env: 'KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT',
+  },
   migration_max_bandwidth: {
     doc: "Migration bandwidth limit in MiB/s, or 'unlimited' (libvirt's default).",
     format: bandwidth,
@@ -116,7 +127,7 @@ export const schema = {
     backoff: millis('First retry delay in ms; it doubles with every attempt.', 1000, 'KVM_MIGRATE_RETRY_BACKOFF'),
   },
   tasks: {
-    keep_finished: seconds('How long in seconds finished and failed tasks stay queryable.', 7 * 24 * 3600, 'KVM_MIGRATE_TASKS_KEEP_FINISHED'),
+    keep_finished: { doc: 'How long in seconds finished and failed tasks stay queryable.', format: positiveInt, default: 7 * 24 * 3600, env: 'KVM_MIGRATE_TASKS_KEEP_FINISHED' },
   },
   log: {
     level: { doc: 'Lowest level of log lines written (pino levels).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'KVM_MIGRATE_LOG_LEVEL' },

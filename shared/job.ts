@@ -30,7 +30,8 @@ export interface HistoryEntry {
 /** Results a stage leaves for later stages (and for a worker that resumes). */
 export interface StageResults {
   check?: { sourceHostUuid: string; destinationHostUuid: string; domainUuid: string; memoryKiB: number; destinationHadDefinition: boolean };
-  connect?: { persistentXml: string; flags: number };
+  /** Whether the guest is persistent on the source; its XML is read again right before migrating. */
+  connect?: { persistent: boolean; flags: number };
   prepare?: { preState: 'running' | 'paused'; downtimeMs: number | null; bandwidthMiBs: number | null };
   migrate?: { startedAt: string; endedAt?: string; outcome?: 'completed' | 'failed'; error?: ErrorJSON; stats?: Record<string, number | string> };
   recover?: { actions: string[]; guestOn: 'source' | 'destination' | 'nowhere' | 'unknown' };

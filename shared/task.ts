@@ -127,10 +127,3 @@ export function toTask(job: JobSnapshot): Task {
     history: checkpoint?.history ?? [],
   };
 }
-
-/** GET /tasks filters: exact status, regex on target_uri (as Kimchi's UI sends them). */
-export function matchesFilter(task: Task, filter: { status?: string; target_uri?: RegExp }): boolean {
-  if (filter.status && task.status !== filter.status) return false;
-  if (filter.target_uri && !filter.target_uri.test(task.target_uri)) return false;
-  return true;
-}

@@ -26,7 +26,8 @@ beforeAll(async () => {
   await resetGuest(GUEST_TINY);
   h1 = await hv.open(hostUri('host1'));
   h2 = await hv.open(hostUri('host2'));
-  svc = await startService({ KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1'), KVM_MIGRATE_RETRY_ATTEMPTS: '1' });
+  // Retries allowed, so "failed checks are not retried" below is the policy speaking, not the config.
+  svc = await startService({ KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1'), KVM_MIGRATE_RETRY_ATTEMPTS: '3' });
 
   // A guest with a PCI device passed through cannot start here (no such device), so it is defined only.
   await removeDomain(h1, HOSTDEV);

@@ -1,5 +1,9 @@
 /** No Docker engine runs here, so the compose file's promises are checked by reading it. */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { describeSchema } from '../shared/config.js';
@@ -45,7 +49,27 @@ describe('docker-compose.yml', () => {
   it('builds an image that has libvirt.so.0 and the compiled entry points', () => {
     expect(dockerfile).toMatch(/apt-get install[^\n]*libvirt0/);
     expect(dockerfile).toMatch(/npm ci/);
-    expect(dockerfile).toMatch(/tsc -p tsconfig.json/);
+    expect(dockerfile).toMatch(/tsc -p tsconfig.build.json/);
     expect(dockerfile).toMatch(/CMD \["node", "dist\/bin\/api.js"\]/);
   });
+
+  it("compiles from exactly what the Dockerfile copies into the build stage, and the output runs", () => {
+    // The build stage's COPY lines, replayed into an empty directory.
+    const build = dockerfile.split(/^FROM /m)[1] ?? '';
+    const dir = mkdtempSync(join(tmpdir(), 'kvm-migrate-docker-'));
+    for (const m of build.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)) {
+      const sources = m[1]!.split(/\s+/);
+      for (const src of sources) cpSync(new URL(src, root), join(dir, sources.length > 1 ? src : m[2]!), { recursive: true });
+    }
+    symlinkSync(fileURLToPath(new URL('node_modules', root)), join(dir, 'node_modules'));
+    const tsc = spawnSync(process.execPath, [fileURLToPath(new URL('node_modules/typescript/bin/tsc', root)), '-p', 'tsconfig.build.json'], { cwd: dir, encoding: 'utf8' });
+    expect(tsc.stdout + tsc.stderr).toBe('');
+    expect(tsc.status).toBe(0);
+    for (const entry of ['api', 'worker']) {
+      const help = spawnSync(process.execPath, [join(dir, 'dist/bin', `${entry}.js`), '--help'], { cwd: dir, encoding: 'utf8' });
+      expect(help.status).toBe(0);
+      expect(help.stdout).toMatch(/^Usage: kvm-migrate-/);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
 });

@@ -81,3 +81,11 @@ describe('configuration', () => {
     }
   });
 });
+
+describe('timer limits', () => {
+  it('refuses a migration timeout a Node timer cannot hold (it would fire at once)', () => {
+    expect(() => loadConfig({ env: { KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT: String(30 * 24 * 3600) } })).toThrow(/migration_destination_timeout.*2000000 seconds/);
+    expect(loadConfig({ env: { KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT: '2000000' } }).migration_destination_timeout).toBe(2000000);
+    expect(() => loadConfig({ env: { KVM_MIGRATE_STAGES_RECOVER_DEADLINE: String(2 ** 31) } })).toThrow(/stages.recover_deadline/);
+  });
+});

@@ -3,6 +3,8 @@ import { migrationError } from '../shared/errors.js';
 import { decideOnFailure, isTransient } from '../worker/policy/retry.js';
 import { progressFrom } from '../worker/policy/progress.js';
 import { placementOf, type HostView } from '../worker/stages/placement.js';
+import { shouldRestartOnSource } from '../worker/stages/recover.js';
+import type { Checkpoint } from '../shared/job.js';
 
 const vir = (code: number, message: string) => Object.assign(new Error(message), { name: 'VirError', code });
 
@@ -33,7 +35,7 @@ describe('what to do when a stage fails', () => {
     ['check', refused, 5, 5, 'fail'],
     ['check', permanent, 1, 5, 'fail'],
     ['connect', refused, 5, 5, 'fail'],
-    ['prepare', permanent, 1, 5, 'recover'],
+    ['prepare', permanent, 1, 5, 'fail'],
     ['migrate', refused, 2, 5, 'retry'],
     ['migrate', refused, 5, 5, 'recover'],
     ['migrate', permanent, 1, 5, 'recover'],
@@ -87,5 +89,47 @@ describe('final progress', () => {
     expect(finalProgress({ data_processed: 5_000_000, data_remaining: 0, data_total: 67_000_000, downtime: 21, time_elapsed: 560, memory_iteration: 2 })).toEqual({
       percent: 100, dataTotal: 67_000_000, dataProcessed: 5_000_000, dataRemaining: 0, downtimeMs: 21, elapsedMs: 560, iteration: 2,
     });
+  });
+});
+
+describe('a guest running nowhere is restarted on the source only when the migration caused it', () => {
+  const cp = (pre: 'running' | 'paused' | undefined, started: boolean, outcome?: 'completed' | 'failed'): Checkpoint => ({
+    step: 'recover',
+    history: [],
+    results: {
+      ...(pre ? { prepare: { preState: pre, downtimeMs: 500, bandwidthMiBs: null } } : {}),
+      ...(started ? { migrate: { startedAt: 't', ...(outcome ? { outcome } : {}) } } : {}),
+    },
+  });
+  it.each([
+    ['ran, migration started and failed', cp('running', true, 'failed'), false, true],
+    ['was paused, migration interrupted', cp('paused', true), false, true],
+    ['owner shut it down before the migration started', cp(undefined, false), false, false],
+    ['prepared but no migration started', cp('running', false), false, false],
+    ['the migration completed (it shut down on the destination since)', cp('running', true, 'completed'), false, false],
+    ['the destination holds its definition', cp('running', true, 'failed'), true, false],
+  ] as const)('%s → %s', (_what, checkpoint, destDefined, want) => {
+    expect(shouldRestartOnSource(checkpoint, destDefined)).toBe(want);
+  });
+});
+
+describe('thread-pool budget', async () => {
+  const { concurrencyFor, poolSize, threadsNeeded } = await import('../worker/policy/threads.js');
+  it.each([
+    [4, 2, 1],
+    [7, 2, 2],
+    [16, 2, 2],
+    [16, 8, 5],
+    [1, 3, 1],
+  ])('a pool of %i threads runs %i wanted migrations as %i', (pool, wanted, want) => {
+    expect(concurrencyFor(pool, wanted)).toBe(want);
+  });
+  it('needs 3 threads per migration plus the event loop', () => {
+    expect(threadsNeeded(2)).toBe(7);
+  });
+  it("reads libuv's variable with libuv's default", () => {
+    expect(poolSize({})).toBe(4);
+    expect(poolSize({ UV_THREADPOOL_SIZE: '16' })).toBe(16);
+    expect(poolSize({ UV_THREADPOOL_SIZE: 'x' })).toBe(4);
   });
 });

@@ -29,6 +29,8 @@ function job(attemptsMade = 0, checkpoint?: MigrationJobData['checkpoint']) {
       return data;
     },
     attemptsMade,
+    maxAttempts: 3,
+    lastProgress: null,
     saved,
     async updateData(d) {
       data = d;
@@ -111,6 +113,30 @@ describe('stage runner', () => {
     const cp = await runJob(job(), deps(st));
     expect(ran.slice(-2)).toEqual(['recover', 'finish']);
     expect(cp.error).toBeUndefined();
+  });
+
+  it('aborts a stage past its deadline and waits for it to stop before going on', async () => {
+    const events: string[] = [];
+    const st = stages(happy, []);
+    // The stage sees the abort and needs a moment to wind down; the runner must wait for it.
+    st.check = {
+      name: 'check',
+      deadlineMs: () => 50,
+      run: (ctx) =>
+        new Promise<StageOutcome>((_, reject) => {
+          ctx.signal.addEventListener('abort', () => {
+            events.push('stage saw abort');
+            setTimeout(() => {
+              events.push('stage stopped');
+              reject(new Error('aborted'));
+            }, 30);
+          });
+        }),
+    };
+    const err = await runJob(job(2), deps(st)).catch((e) => e);
+    events.push('runner went on');
+    expect(err.error.code).toBe('KMIG0202E');
+    expect(events).toEqual(['stage saw abort', 'stage stopped', 'runner went on']);
   });
 
   it('enforces the stage deadline', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isMigrationError } from '../shared/errors.js';
-import { filterRegex, validateMigrateBody, validateRemoteHost, validateVmName } from '../api/validate.js';
+import { filterRegex, matchRows, validateMigrateBody, validateRemoteHost, validateVmName } from '../api/validate.js';
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -52,5 +52,24 @@ describe('request validation', () => {
   it('turns a bad filter regex into a 400', () => {
     expect(codeOf(() => filterRegex('target_uri', '(('))).toBe('KMIG0001E');
     expect(filterRegex('status', 'running')?.test('running')).toBe(true);
+  });
+});
+
+describe('task filters', () => {
+  const rows = [
+    { status: 'running', target_uri: '/vms/lab-tiny' },
+    { status: 'finished', target_uri: '/vms/lab-disk' },
+    { status: 'failed', target_uri: `/vms/${'a'.repeat(40)}` },
+  ];
+  it("match from the start, as Kimchi's re.match did", () => {
+    expect(matchRows(rows, /running/, undefined)).toEqual([0]);
+    expect(matchRows(rows, undefined, /\/vms\/lab-/)).toEqual([0, 1]);
+    expect(matchRows(rows, undefined, /lab-/)).toEqual([]);
+    expect(matchRows(rows, /running|finished/, /\/vms\/lab-d/)).toEqual([1]);
+  });
+  it('stop a catastrophic pattern within the budget with a 400', () => {
+    const t0 = performance.now();
+    expect(codeOf(() => matchRows(rows, undefined, /\/vms\/([a-z0-9-]+)*!/))).toBe('KMIG0001E');
+    expect(performance.now() - t0).toBeLessThan(1000);
   });
 });

@@ -18,6 +18,12 @@ export interface RunnableJob {
   readonly data: MigrationJobData;
   /** Attempts already made before this one (BullMQ's attemptsMade). */
   readonly attemptsMade: number;
+  /** Attempts the job was queued with (BullMQ's opts.attempts): the queue's word, not this worker's config. */
+  readonly maxAttempts: number;
+  /** The task's progress when this attempt picked it up, so a resumed monitor never shows less. */
+  readonly lastProgress: MigrationProgress | null;
+  /** Aborted when this worker may no longer act on the job (lock lost, shutdown). */
+  readonly signal?: AbortSignal;
   updateData(data: MigrationJobData): Promise<void>;
   updateProgress(p: MigrationProgress): Promise<void>;
 }
@@ -38,18 +44,26 @@ export class JobFailed extends Error {
   }
 }
 
-/** Lazily opened connection that is reopened when its transport died. */
+/** Lazily opened connection that is reopened when its transport died, and refused once closed. */
 function lazyConnection(h: Hypervisor, uri: string, timeoutMs: number) {
   let conn: Connection | null = null;
+  let closed = false;
   return {
     async get(): Promise<Connection> {
+      if (closed) throw migrationError('INTERNAL', { detail: 'the job is over; its connections are closed' });
       if (conn && conn.isAlive()) return conn;
       if (conn) await conn.close().catch(() => undefined);
       conn = null;
-      conn = await h.open(uri, { timeoutMs });
+      const opened = await h.open(uri, { timeoutMs });
+      if (closed) {
+        await opened.close().catch(() => undefined);
+        throw migrationError('INTERNAL', { detail: 'the job is over; its connections are closed' });
+      }
+      conn = opened;
       return conn;
     },
     async close() {
+      closed = true;
       await conn?.close().catch(() => undefined);
       conn = null;
     },
@@ -60,19 +74,36 @@ class StageTimeout extends Error {
   override name = 'StageTimeout';
 }
 
-async function withDeadline<T>(ms: number, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/** How long a stage that missed its deadline gets to notice the abort before the runner moves on. */
+const SETTLE_MS = 15_000;
+
+/**
+ * Runs a stage under a deadline. On timeout the stage's signal is aborted and
+ * the runner waits (bounded) for the stage to settle, so a retry or recovery
+ * never runs alongside the stage it replaces.
+ */
+async function withDeadline<T>(ms: number, outer: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
+  const onOuter = () => ac.abort();
+  outer?.addEventListener('abort', onOuter);
   let timer: NodeJS.Timeout | undefined;
+  const running = run(ac.signal);
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      ac.abort();
-      reject(new StageTimeout());
-    }, ms);
+    timer = setTimeout(() => reject(new StageTimeout()), ms);
   });
   try {
-    return await Promise.race([run(ac.signal), deadline]);
+    return await Promise.race([running, deadline]);
+  } catch (e) {
+    if (e instanceof StageTimeout) {
+      ac.abort();
+      let settle: NodeJS.Timeout | undefined;
+      await Promise.race([running.catch(() => undefined), new Promise((r) => (settle = setTimeout(r, SETTLE_MS)))]);
+      clearTimeout(settle);
+    }
+    throw e;
   } finally {
     clearTimeout(timer);
+    outer?.removeEventListener('abort', onOuter);
   }
 }
 
@@ -80,7 +111,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
   const { request } = job.data;
   const { config, clock, log } = deps;
   let cp: Checkpoint = job.data.checkpoint ?? initialCheckpoint(clock.now());
-  const maxAttempts = config.retry.attempts;
+  const maxAttempts = job.maxAttempts;
   const attempt = job.attemptsMade + 1;
   const entry = (stage: string, e: Omit<HistoryEntry, 'at' | 'stage'>): HistoryEntry => ({ at: clock.now().toISOString(), stage, ...e });
   const save = async (next: Checkpoint) => {
@@ -100,7 +131,8 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'start' })] });
       let outcome: StageOutcome;
       try {
-        outcome = await withDeadline(stage.deadlineMs(config, request), (signal) => {
+        if (job.signal?.aborted) throw migrationError('TRANSIENT', { detail: 'this worker lost the job (lock expired or shutting down); another worker resumes it' });
+        outcome = await withDeadline(stage.deadlineMs(config, request), job.signal, (signal) => {
           const ctx: StageContext = {
             request,
             checkpoint: started,
@@ -114,6 +146,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
             save: (results: Partial<StageResults>, e) =>
               save({ ...cp, results: { ...cp.results, ...results }, history: e ? [...cp.history, entry(stage.name, e)] : cp.history }),
             progress: (p) => job.updateProgress(p),
+            lastProgress: job.lastProgress,
           };
           return stage.run(ctx);
         });

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../shared/config.js';
 import type { MigrationJobData } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
+import type { MigrationProgress } from '../shared/task.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
 import { createStages } from './stages/index.js';
 import type { Clock, Logger } from './stages/stage.js';
@@ -20,13 +21,20 @@ export interface WorkerDeps {
   log: Logger;
 }
 
-function adapt(job: Job<MigrationJobData>): RunnableJob {
+function asProgress(p: unknown): MigrationProgress | null {
+  return typeof p === 'object' && p !== null && typeof (p as MigrationProgress).percent === 'number' ? (p as MigrationProgress) : null;
+}
+
+function adapt(job: Job<MigrationJobData>, fallbackAttempts: number, signal: AbortSignal): RunnableJob {
   return {
     id: String(job.id),
     get data() {
       return job.data;
     },
     attemptsMade: job.attemptsMade,
+    maxAttempts: job.opts.attempts ?? fallbackAttempts,
+    lastProgress: asProgress(job.progress),
+    signal,
     updateData: (d) => job.updateData(d),
     updateProgress: (p) => job.updateProgress(p as unknown as object),
   };
@@ -35,12 +43,17 @@ function adapt(job: Job<MigrationJobData>): RunnableJob {
 export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData> {
   const { config, log } = deps;
   const stages = createStages();
+  // Jobs this process runs, so a lost lock can stop the right one.
+  const running = new Map<string, AbortController>();
   const worker = new Worker<MigrationJobData>(
     config.redis.queue,
-    async (job) => {
+    async (job, _token, bullSignal) => {
       log.info({ job: job.id, vm: job.data.request.vm, attempt: job.attemptsMade + 1 }, 'migration job picked up');
+      const ac = new AbortController();
+      bullSignal?.addEventListener('abort', () => ac.abort());
+      running.set(String(job.id), ac);
       try {
-        const cp = await runJob(adapt(job), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log });
+        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log });
         log.info({ job: job.id, vm: job.data.request.vm }, 'migration finished');
         return { step: cp.step };
       } catch (e) {
@@ -49,6 +62,8 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
           throw new UnrecoverableError(e.message);
         }
         throw e;
+      } finally {
+        running.delete(String(job.id));
       }
     },
     {
@@ -61,10 +76,17 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       stalledInterval: config.worker.stalled_interval,
       // Each takeover resumes from the checkpoint; a job that keeps killing its
       // workers is failed after this many takeovers instead of looping forever.
-      maxStalledCount: 5,
+      maxStalledCount: 20,
       autorun: false,
     },
   );
   worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
+  // Another worker may take the job over once the lock is gone: stop acting on it here.
+  worker.on('lockRenewalFailed', (ids) => {
+    for (const id of ids) {
+      log.warn({ job: id }, 'lost the lock on a job: stopping work on it here');
+      running.get(id)?.abort();
+    }
+  });
   return worker;
 }

@@ -60,42 +60,59 @@ async function probePool(source: StoragePool, dest: StoragePool): Promise<NonNul
 async function diskFacts(source: Connection, dest: Connection | null, xml: string): Promise<DiskFacts[]> {
   const disks = parseDomainXml(xml).disks;
   const probes = new Map<string, Promise<DiskFacts['sharing']>>();
-  const out: DiskFacts[] = [];
-  for (const disk of disks) {
-    let sourcePool: string | null = disk.pool;
-    let srcPool: StoragePool | null = null;
-    if (disk.pool) srcPool = await source.lookupPool(disk.pool);
-    else if (disk.path) {
-      const vol = await source.lookupVolumeByPath(disk.path);
-      if (vol) {
-        srcPool = await vol.pool();
-        sourcePool = srcPool.name;
-        vol.free();
+  const pools: StoragePool[] = [];
+  const keep = <T extends StoragePool | null>(p: T): T => {
+    if (p) pools.push(p);
+    return p;
+  };
+  try {
+    const out: DiskFacts[] = [];
+    for (const disk of disks) {
+      let sourcePool: string | null = disk.pool;
+      let srcPool: StoragePool | null = null;
+      if (disk.pool) srcPool = keep(await source.lookupPool(disk.pool));
+      else if (disk.path) {
+        const vol = await source.lookupVolumeByPath(disk.path);
+        if (vol) {
+          try {
+            srcPool = keep(await vol.pool());
+            sourcePool = srcPool.name;
+          } finally {
+            vol.free();
+          }
+        }
       }
-    }
-    let onDestination: DiskFacts['onDestination'] = null;
-    let sharing: DiskFacts['sharing'] = null;
-    if (dest && sourcePool && srcPool) {
-      const dstPool = await dest.lookupPool(sourcePool);
-      const dstVol = disk.path ? await dest.lookupVolumeByPath(disk.path) : disk.volume && dstPool ? await dstPool.lookupVolume(disk.volume) : null;
-      const active = dstPool ? (await dstPool.info()).state === 'running' : false;
-      onDestination = !dstPool
-        ? { visible: false, detail: `the destination has no pool named ${sourcePool}` }
-        : !active
-          ? { visible: false, detail: `pool ${sourcePool} is not active on the destination` }
-          : !dstVol
-            ? { visible: false, detail: `the destination's pool ${sourcePool} does not hold this volume` }
-            : { visible: true, detail: 'visible' };
-      dstVol?.free();
-      if (dstPool && active) {
-        const pending = probes.get(sourcePool) ?? probePool(srcPool, dstPool);
-        probes.set(sourcePool, pending);
-        sharing = await pending;
+      let onDestination: DiskFacts['onDestination'] = null;
+      let sharing: DiskFacts['sharing'] = null;
+      if (dest && sourcePool && srcPool) {
+        try {
+          const dstPool = keep(await dest.lookupPool(sourcePool));
+          const dstVol = disk.path ? await dest.lookupVolumeByPath(disk.path) : disk.volume && dstPool ? await dstPool.lookupVolume(disk.volume) : null;
+          dstVol?.free();
+          const active = dstPool ? (await dstPool.info()).state === 'running' : false;
+          onDestination = !dstPool
+            ? { visible: false, detail: `the destination has no pool named ${sourcePool}` }
+            : !active
+              ? { visible: false, detail: `pool ${sourcePool} is not active on the destination` }
+              : !dstVol
+                ? { visible: false, detail: `the destination's pool ${sourcePool} does not hold this volume` }
+                : { visible: true, detail: 'visible' };
+          if (dstPool && active) {
+            const pending = probes.get(sourcePool) ?? probePool(srcPool, dstPool);
+            probes.set(sourcePool, pending);
+            sharing = await pending;
+          }
+        } catch (e) {
+          onDestination = { visible: false, detail: `the destination could not be asked: ${errText(e)}` };
+        }
       }
+      out.push({ ...disk, sourcePool, onDestination, sharing });
     }
-    out.push({ ...disk, sourcePool, onDestination, sharing });
+    return out;
+  } finally {
+    // A live pool handle keeps its connection open after close(): free every one.
+    for (const p of pools) p.free();
   }
-  return out;
 }
 
 export interface GatherInput {
@@ -131,7 +148,12 @@ export async function gatherFacts(input: GatherInput): Promise<CheckFacts> {
     } catch (e) {
       capsError = errText(e);
     }
-    destination = { reachable: true, uri: input.destinationUri, host, ...(capsError ? { capsError } : {}), clashes: await clashes(dest, info.name, info.uuid) };
+    try {
+      destination = { reachable: true, uri: input.destinationUri, host, ...(capsError ? { capsError } : {}), clashes: await clashes(dest, info.name, info.uuid) };
+    } catch (e) {
+      // The destination answered the open and then stopped answering.
+      destination = { reachable: false, uri: input.destinationUri, detail: errText(e) };
+    }
   }
 
   return {

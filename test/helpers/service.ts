@@ -60,6 +60,7 @@ export async function startService(extraEnv: Record<string, string> = {}, worker
     KVM_MIGRATE_API_PORT: '0',
     KVM_MIGRATE_LOG_LEVEL: 'info',
     KVM_MIGRATE_RETRY_BACKOFF: '200',
+    UV_THREADPOOL_SIZE: '16',
     ...extraEnv,
   };
   const api = spawn('api.ts', env);

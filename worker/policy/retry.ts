@@ -35,8 +35,8 @@ export function isTransient(err: unknown): boolean {
   return false;
 }
 
-/** Stages after which the guest may have changed, so a failure must be reconciled. */
-const TOUCHES_GUEST: ReadonlySet<StageName> = new Set(['prepare', 'migrate', 'finish']);
+/** Stages that may change the guest, so their failure must be reconciled. check, connect and prepare only read. */
+const TOUCHES_GUEST: ReadonlySet<StageName> = new Set(['migrate', 'finish']);
 
 export type FailureAction =
   /** Throw so BullMQ retries the job (it resumes at this stage) after backoff. */

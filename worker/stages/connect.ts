@@ -20,14 +20,15 @@ export const connectStage: Stage = {
     const { request } = ctx;
     await ctx.destination(); // reachable now, or a transient fault to retry
     return withSourceDomain(ctx, async (domain) => {
-      // The destination keeps the guest's persistent definition, not its live one,
-      // so a later restart there boots what the owner configured.
+      // The destination will keep the guest's persistent definition, not its live one,
+      // so a later restart there boots what the owner configured. The XML itself is
+      // read right before migrating: with secure details it must not sit in Redis.
       const persistent = await domain.isPersistent();
-      const persistentXml = await domain.xml({ migratable: true, secure: true, inactive: persistent });
+      await domain.xml({ migratable: true, inactive: persistent });
       return {
         next: 'prepare',
-        results: { connect: { persistentXml, flags: migrationFlags(request.keepSourceDefinition) } },
-        detail: `destination ${request.destinationUri} connected`,
+        results: { connect: { persistent, flags: migrationFlags(request.keepSourceDefinition) } },
+        detail: `destination ${request.destinationUri} connected; ${persistent ? 'persistent' : 'transient'} guest`,
       };
     });
   },

@@ -5,7 +5,7 @@
  */
 import { migrationError } from '../../shared/errors.js';
 import { finalProgress } from '../policy/progress.js';
-import { viewOn } from './placement.js';
+import { isActiveState, viewOn } from './placement.js';
 import type { Stage } from './stage.js';
 
 export const finishStage: Stage = {
@@ -13,17 +13,18 @@ export const finishStage: Stage = {
   deadlineMs: (config) => config.stages.finish_deadline,
   async run(ctx) {
     const { request } = ctx;
-    const dst = await viewOn(await ctx.destination(), request.vm);
-    if (!dst || (dst.state !== 'running' && dst.state !== 'paused')) {
+    const uuid = ctx.checkpoint.results.check?.domainUuid;
+    const dst = await viewOn(await ctx.destination(), request.vm, uuid);
+    if (!dst || !isActiveState(dst.state)) {
       throw migrationError('FINISH_FAILED', { name: request.vm, detail: `the destination reports it ${dst ? dst.state : 'missing'}` });
     }
     const source = await ctx.source();
     let sourceUndefined = true;
-    const d = await source.lookupDomain(request.vm);
+    const d = uuid ? await source.lookupDomainByUUID(uuid) : await source.lookupDomain(request.vm);
     if (d) {
       try {
         const { state } = await d.state();
-        if (state === 'running' || state === 'paused') {
+        if (isActiveState(state)) {
           throw migrationError('FINISH_FAILED', { name: request.vm, detail: `it is still ${state} on the source as well` });
         }
         if (!request.keepSourceDefinition) {

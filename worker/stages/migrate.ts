@@ -20,7 +20,8 @@ const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** Samples job stats while the migration runs; applies max downtime once the job exists. */
 function startMonitor(ctx: StageContext, domain: Domain, downtimeMs: number | null) {
-  let percent = 0;
+  // Continue from what the task already showed: a resumed monitor must not go backwards.
+  let percent = ctx.lastProgress?.percent ?? 0;
   let downtimeApplied = downtimeMs === null;
   let busy = false;
   const tick = async () => {
@@ -51,6 +52,7 @@ async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number
   const stop = startMonitor(ctx, domain, null);
   try {
     for (;;) {
+      if (ctx.signal.aborted) throw migrationError('TRANSIENT', { detail: 'stopped watching the running migration: this worker lost the job' });
       const stats = await domain.jobStats().catch(() => ({ type: 'none' as const, fields: {} }));
       if (stats.type !== 'unbounded' && stats.type !== 'bounded') return false;
       if (ctx.clock.now().getTime() > deadline) {
@@ -82,10 +84,9 @@ async function resume(ctx: StageContext, startedAt: string): Promise<StageOutcom
   return { next: 'recover', error, results: { migrate: { startedAt, endedAt: ctx.clock.now().toISOString(), outcome: 'failed', error } }, detail: `resumed: guest on ${where.on}` };
 }
 
-function params(ctx: StageContext): MigrateParams {
-  const c = ctx.checkpoint.results.connect;
+function params(ctx: StageContext, persistentXml: string | null): MigrateParams {
   const p: MigrateParams = {};
-  if (c?.persistentXml) p.persistentXml = c.persistentXml;
+  if (persistentXml) p.persistentXml = persistentXml;
   const bw = ctx.checkpoint.results.prepare?.bandwidthMiBs;
   if (bw) p.bandwidthMiBs = bw;
   return p;
@@ -120,41 +121,44 @@ export const migrateStage: Stage = {
     const downtimeMs = ctx.checkpoint.results.prepare?.downtimeMs ?? null;
 
     // libvirt errors are "last error on this connection wins": the long call gets its own.
-    // Opened before the checkpoint says "started": a failure here changed nothing and is retried.
     let mconn: Connection | null = null;
     let mdom: Domain | null = null;
+    let startedAt: string | null = null;
+    let monitor: { stop(): void } | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    let failure: ErrorJSON | null = null;
     try {
       mconn = await ctx.hypervisor.open(request.sourceUri, { timeoutMs: ctx.config.libvirt.connect_timeout });
       mdom = await mconn.lookupDomain(request.vm);
       if (!mdom) throw migrationError('VM_NOT_FOUND', { name: request.vm });
-    } catch (e) {
-      domain.free();
-      await mconn?.close().catch(() => undefined);
-      throw e;
-    }
-    const startedAt = ctx.clock.now().toISOString();
-    await ctx.save({ migrate: { startedAt } }, { event: 'step', detail: `libvirt migration to ${request.destinationUri} started` });
-    const monitor = startMonitor(ctx, domain, downtimeMs);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ctx.log.warn({ vm: request.vm }, 'migration_destination_timeout reached: aborting the libvirt job');
-      void domain.abortJob().catch((e) => ctx.log.error({ err: errText(e) }, 'abort failed'));
-    }, request.timeoutSeconds * 1000);
-    let failure: ErrorJSON | null = null;
-    try {
-      await mdom.migrateToURI3(request.destinationUri, params(ctx), flags);
-    } catch (e) {
-      failure = timedOut
-        ? migrationError('MIGRATION_TIMEOUT', { name: request.vm, seconds: String(request.timeoutSeconds) }).toJSON()
-        : migrationError('MIGRATION_FAILED', { name: request.vm, detail: errText(e) }).toJSON();
+      // Read just before migrating and never stored: the secure XML may hold console passwords.
+      const persistentXml = ctx.checkpoint.results.connect?.persistent ? await mdom.xml({ migratable: true, secure: true, inactive: true }) : null;
+      // Everything above changed nothing, so a failure there is simply retried.
+      // From here on the checkpoint says "started", and a resumed stage looks before it acts.
+      startedAt = ctx.clock.now().toISOString();
+      await ctx.save({ migrate: { startedAt } }, { event: 'step', detail: `libvirt migration to ${request.destinationUri} started` });
+      monitor = startMonitor(ctx, domain, downtimeMs);
+      timer = setTimeout(() => {
+        timedOut = true;
+        ctx.log.warn({ vm: request.vm }, 'migration_destination_timeout reached: aborting the libvirt job');
+        void domain.abortJob().catch((e) => ctx.log.error({ err: errText(e) }, 'abort failed'));
+      }, request.timeoutSeconds * 1000);
+      try {
+        await mdom.migrateToURI3(request.destinationUri, params(ctx, persistentXml), flags);
+      } catch (e) {
+        failure = timedOut
+          ? migrationError('MIGRATION_TIMEOUT', { name: request.vm, seconds: String(request.timeoutSeconds) }).toJSON()
+          : migrationError('MIGRATION_FAILED', { name: request.vm, detail: errText(e) }).toJSON();
+      }
     } finally {
       clearTimeout(timer);
-      monitor.stop();
-      mdom.free();
+      monitor?.stop();
+      mdom?.free();
       domain.free();
-      await mconn.close().catch(() => undefined);
+      await mconn?.close().catch(() => undefined);
     }
+    if (!startedAt) throw migrationError('INTERNAL', { detail: 'migration neither started nor failed' });
     const endedAt = ctx.clock.now().toISOString();
     if (failure) return { next: 'recover', error: failure, results: { migrate: { startedAt, endedAt, outcome: 'failed', error: failure } }, detail: failure.reason };
     const stats = await completedStats(ctx);

@@ -26,9 +26,17 @@ export interface Placement {
 const ACTIVE: ReadonlySet<DomainState> = new Set(['running', 'paused', 'blocked', 'pmsuspended']);
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-export async function viewOn(conn: Connection, name: string): Promise<HostView | null> {
+/**
+ * The guest as one host sees it, or null. When `uuid` is given, a domain of
+ * the same name but another UUID is not the guest: it is someone else's.
+ */
+export async function viewOn(conn: Connection, name: string, uuid?: string): Promise<HostView | null> {
   const d = await conn.lookupDomain(name);
   if (!d) return null;
+  if (uuid && d.uuid !== uuid) {
+    d.free();
+    return null;
+  }
   try {
     const [{ state }, persistent, job] = await Promise.all([d.state(), d.isPersistent(), d.jobStats().catch(() => ({ type: 'none' as const }))]);
     return { state, persistent, jobActive: job.type === 'unbounded' || job.type === 'bounded', uuid: d.uuid };
@@ -37,6 +45,7 @@ export async function viewOn(conn: Connection, name: string): Promise<HostView |
   }
 }
 
+export const isActiveState = (s: DomainState): boolean => ACTIVE.has(s);
 export const isActive = (v: HostView | null): boolean => v !== null && ACTIVE.has(v.state);
 
 /** Pure: where the guest runs, from the two views. */
@@ -50,11 +59,12 @@ export function placementOf(src: HostView | null, dst: HostView | null, destinat
 }
 
 export async function observePlacement(ctx: StageContext): Promise<Placement> {
-  const source = await viewOn(await ctx.source(), ctx.request.vm);
+  const uuid = ctx.checkpoint.results.check?.domainUuid;
+  const source = await viewOn(await ctx.source(), ctx.request.vm, uuid);
   let destination: HostView | null = null;
   let destinationError: string | undefined;
   try {
-    destination = await viewOn(await ctx.destination(), ctx.request.vm);
+    destination = await viewOn(await ctx.destination(), ctx.request.vm, uuid);
   } catch (e) {
     destinationError = errText(e);
   }

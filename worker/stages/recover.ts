@@ -4,10 +4,11 @@
  * - running on the source: resume it if the failed migration left it paused,
  *   and remove what the migration left on the destination;
  * - running on the destination only: the migration did complete; finish it;
- * - running nowhere: start it on the source;
+ * - running nowhere because of this migration: start it on the source;
  * - state unknown (destination unreachable, source not running): retry later.
  */
 import { migrationError } from '../../shared/errors.js';
+import type { Domain } from '../../shared/libvirt/types.js';
 import { observePlacement, type Placement } from './placement.js';
 import type { Stage, StageContext, StageOutcome } from './stage.js';
 
@@ -41,7 +42,7 @@ async function cleanDestination(ctx: StageContext, p: Placement, actions: string
   const ours = dst.uuid === ctx.checkpoint.results.check?.domainUuid;
   if (!ours) return;
   const conn = await ctx.destination();
-  const d = await conn.lookupDomain(ctx.request.vm);
+  const d = await conn.lookupDomainByUUID(dst.uuid);
   if (!d) return;
   try {
     if (dst.state !== 'shutoff') {
@@ -57,6 +58,31 @@ async function cleanDestination(ctx: StageContext, p: Placement, actions: string
   }
 }
 
+/** Runs `fn` on the guest's source handle, freeing it whatever happens. */
+async function onSource(ctx: StageContext, fn: (d: Domain) => Promise<void>): Promise<boolean> {
+  const uuid = ctx.checkpoint.results.check?.domainUuid;
+  const src = await ctx.source();
+  const d = uuid ? await src.lookupDomainByUUID(uuid) : await src.lookupDomain(ctx.request.vm);
+  if (!d) return false;
+  try {
+    await fn(d);
+    return true;
+  } finally {
+    d.free();
+  }
+}
+
+/**
+ * A guest running nowhere is started on the source only when this migration
+ * is why: it ran before, a migration was started and did not complete, and
+ * the destination holds no definition of it. A guest its owner shut down stays down.
+ */
+export function shouldRestartOnSource(cp: StageContext['checkpoint'], destinationHasDefinition: boolean): boolean {
+  const pre = cp.results.prepare?.preState;
+  const m = cp.results.migrate;
+  return (pre === 'running' || pre === 'paused') && !!m?.startedAt && m.outcome !== 'completed' && !destinationHasDefinition;
+}
+
 export const recoverStage: Stage = {
   name: 'recover',
   deadlineMs: (config) => config.stages.recover_deadline,
@@ -67,8 +93,13 @@ export const recoverStage: Stage = {
     const p = await observePlacement(ctx);
     const vm = ctx.request.vm;
     switch (p.on) {
-      case 'destination':
+      case 'destination': {
+        // Been here before: finish already failed once with the guest on the destination.
+        if (ctx.checkpoint.results.recover?.guestOn === 'destination') {
+          throw migrationError('RECOVERY_INCOMPLETE', { name: vm, detail: `it runs on the destination but could not be finished there (${ctx.checkpoint.error?.reason ?? 'unknown'}); left for an operator` });
+        }
         return { next: 'finish', clearError: true, results: { recover: { actions, guestOn: 'destination' } }, detail: 'the guest runs on the destination: the migration completed after all' };
+      }
       case 'both': {
         // Only an incoming copy that never started (paused on the destination) is safe to drop.
         if (p.source?.state === 'running' && p.destination?.state === 'paused') {
@@ -78,25 +109,24 @@ export const recoverStage: Stage = {
         throw migrationError('RECOVERY_INCOMPLETE', { name: vm, detail: `the guest is active on both hosts (source ${p.source?.state}, destination ${p.destination?.state}); left untouched for an operator` });
       }
       case 'source': {
-        const src = await ctx.source();
         if (p.source?.state === 'paused' && ctx.checkpoint.results.prepare?.preState === 'running') {
-          const d = await src.lookupDomain(vm);
-          if (d) {
-            await d.resume();
-            d.free();
-            actions.push('resumed the guest on the source (the failed migration had paused it)');
-          }
+          await onSource(ctx, (d) => d.resume());
+          actions.push('resumed the guest on the source (the failed migration had paused it)');
         }
         await cleanDestination(ctx, p, actions);
         return { next: 'done', results: { recover: { actions, guestOn: 'source' } }, detail: actions.join('; ') || 'the guest runs on the source' };
       }
       case 'nowhere': {
-        const src = await ctx.source();
-        const d = await src.lookupDomain(vm);
-        if (!d) throw migrationError('RECOVERY_INCOMPLETE', { name: vm, detail: 'the guest runs nowhere and is defined on neither host' });
-        await d.start();
-        d.free();
-        actions.push('started the guest on the source: it was running on neither host');
+        if (!shouldRestartOnSource(ctx.checkpoint, p.destination !== null)) {
+          const why = p.destination ? 'the destination holds its definition' : 'it was not running because of this migration';
+          return { next: 'done', results: { recover: { actions, guestOn: 'nowhere' } }, detail: `the guest runs on neither host and was left so: ${why}` };
+        }
+        const started = await onSource(ctx, async (d) => {
+          await d.start();
+          if (ctx.checkpoint.results.prepare?.preState === 'paused') await d.suspend();
+        });
+        if (!started) throw migrationError('RECOVERY_INCOMPLETE', { name: vm, detail: 'the guest runs nowhere and the source no longer defines it' });
+        actions.push('started the guest on the source: the failed migration left it running on neither host');
         return { next: 'done', results: { recover: { actions, guestOn: 'source' } }, detail: actions.join('; ') };
       }
       case 'unknown':

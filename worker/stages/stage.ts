@@ -29,8 +29,10 @@ export interface StageContext {
   readonly config: Config;
   readonly clock: Clock;
   readonly log: Logger;
-  /** Aborted when the stage's deadline passes or the worker shuts down. */
+  /** Aborted when the stage's deadline passes or the worker loses the job; long waits must stop then. */
   readonly signal: AbortSignal;
+  /** The task's progress when this attempt started (a resumed monitor continues from it). */
+  readonly lastProgress: MigrationProgress | null;
   /** The source host, opened once per job and reopened if the transport died. */
   source(): Promise<Connection>;
   /** The destination host, same rules. */
