@@ -100,7 +100,8 @@ function runningMessage(stage: string, vm: string, host: string, state: string, 
 
 export function toTask(job: JobSnapshot): Task {
   const { request, checkpoint } = job.data;
-  const error = checkpoint?.error ?? (job.state === 'failed' && job.failedReason ? { code: 'KMIG0299E', key: 'INTERNAL', reason: job.failedReason } : undefined);
+  // A failure the runner did not record (e.g. BullMQ gave up on a job that stalled too often) still gets a code.
+  const error = checkpoint?.error ?? (job.state === 'failed' ? { code: 'KMIG0299E', key: 'INTERNAL', reason: `KMIG0299E: ${job.failedReason ?? 'the job failed without a reason'}` } : undefined);
   const status = taskStatus(job.state, error);
   const stage = checkpoint?.step ?? 'check';
   const progress = asProgress(job.progress);

@@ -48,6 +48,11 @@ describe('task JSON', () => {
     expect(t.message).toMatch(/^KMIG0201E: /);
     expect(t.error?.code).toBe('KMIG0201E');
   });
+  it('gives a failure BullMQ recorded on its own a code too', () => {
+    const t = toTask(snap({ state: 'failed', failedReason: 'job stalled more than allowable limit', data: { ...data, checkpoint: { step: 'migrate', results: {}, history: [] } } }));
+    expect(t.message).toBe('KMIG0299E: job stalled more than allowable limit');
+    expect(t.error?.code).toBe('KMIG0299E');
+  });
   it('escapes the VM name in target_uri', () => {
     expect(toTask(snap({ data: { ...data, request: { ...data.request, vm: 'a b/c' } } })).target_uri).toBe('/vms/a%20b%2Fc');
   });
