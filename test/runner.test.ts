@@ -50,7 +50,7 @@ function stages(b: Behaviour, ran: string[]): Record<StageName, Stage> {
   return out;
 }
 const happy: Behaviour = async (n) => ({ next: ({ check: 'connect', connect: 'prepare', prepare: 'migrate', migrate: 'finish', finish: 'done', recover: 'done' } as const)[n] });
-const deps = (st: Record<StageName, Stage>) => ({ stages: st, hypervisor: noLibvirt, config, clock, log: silent });
+const deps = (st: Record<StageName, Stage>) => ({ stages: st, hypervisor: noLibvirt, config, clock, log: silent, settleMs: 200 });
 
 describe('stage runner', () => {
   it('runs the happy path in order and saves the checkpoint after every stage', async () => {

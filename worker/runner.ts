@@ -34,6 +34,8 @@ export interface RunnerDeps {
   config: Config;
   clock: Clock;
   log: Logger;
+  /** Grace for a stage past its deadline to stop (default 15 s). */
+  settleMs?: number;
 }
 
 /** Thrown to end the job for good; the worker turns it into BullMQ's UnrecoverableError. */
@@ -75,14 +77,14 @@ class StageTimeout extends Error {
 }
 
 /** How long a stage that missed its deadline gets to notice the abort before the runner moves on. */
-const SETTLE_MS = 15_000;
+const DEFAULT_SETTLE_MS = 15_000;
 
 /**
  * Runs a stage under a deadline. On timeout the stage's signal is aborted and
  * the runner waits (bounded) for the stage to settle, so a retry or recovery
  * never runs alongside the stage it replaces.
  */
-async function withDeadline<T>(ms: number, outer: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+async function withDeadline<T>(ms: number, settleMs: number, outer: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
   const onOuter = () => ac.abort();
   outer?.addEventListener('abort', onOuter);
@@ -97,7 +99,7 @@ async function withDeadline<T>(ms: number, outer: AbortSignal | undefined, run: 
     if (e instanceof StageTimeout) {
       ac.abort();
       let settle: NodeJS.Timeout | undefined;
-      await Promise.race([running.catch(() => undefined), new Promise((r) => (settle = setTimeout(r, SETTLE_MS)))]);
+      await Promise.race([running.catch(() => undefined), new Promise((r) => (settle = setTimeout(r, settleMs)))]);
       clearTimeout(settle);
     }
     throw e;
@@ -132,7 +134,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       let outcome: StageOutcome;
       try {
         if (job.signal?.aborted) throw migrationError('TRANSIENT', { detail: 'this worker lost the job (lock expired or shutting down); another worker resumes it' });
-        outcome = await withDeadline(stage.deadlineMs(config, request), job.signal, (signal) => {
+        outcome = await withDeadline(stage.deadlineMs(config, request), deps.settleMs ?? DEFAULT_SETTLE_MS, job.signal, (signal) => {
           const ctx: StageContext = {
             request,
             checkpoint: started,
