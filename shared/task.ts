@@ -30,6 +30,10 @@ export interface MigrationProgress {
   memoryBps?: number;
   iteration?: number;
   elapsedMs?: number;
+  /** Pages the guest dirties a second, in bytes. */
+  dirtyRateBps?: number;
+  /** Seconds left at the measured rates; absent while the copy does not converge. */
+  etaSeconds?: number;
   /** Real downtime libvirt measured, once the migration completed. */
   downtimeMs?: number;
 }
@@ -83,12 +87,8 @@ function runningMessage(stage: string, vm: string, host: string, state: string, 
       return `connecting to ${host} and preparing the guest configuration`;
     case 'prepare':
       return 'preparing the source for migration';
-    case 'migrate': {
-      if (!progress) return 'starting a migration';
-      const mibs = progress.memoryBps ? `, ${Math.round(progress.memoryBps / 1048576)} MiB/s` : '';
-      const iter = progress.iteration ? `, iteration ${progress.iteration}` : '';
-      return `copying memory: ${Math.floor(progress.percent)}%${mibs}${iter}`;
-    }
+    case 'migrate':
+      return progress ? copyingMessage(progress) : 'starting a migration';
     case 'recover':
       return `migration failed, recovering ${vm} on the source`;
     case 'finish':
@@ -96,6 +96,16 @@ function runningMessage(stage: string, vm: string, host: string, state: string, 
     default:
       return 'The request is being processing.';
   }
+}
+
+/** "copying memory: 62%, 48 MiB/s, iteration 3, about 4 s left" */
+export function copyingMessage(p: MigrationProgress): string {
+  const parts = [`copying memory: ${Math.floor(p.percent)}%`];
+  if (p.memoryBps) parts.push(`${Math.round(p.memoryBps / 1048576)} MiB/s`);
+  if (p.iteration) parts.push(`iteration ${p.iteration}`);
+  if (p.etaSeconds !== undefined) parts.push(`about ${p.etaSeconds} s left`);
+  else if (p.memoryBps && p.dirtyRateBps && p.dirtyRateBps >= p.memoryBps) parts.push(`not converging yet: the guest dirties ${Math.round(p.dirtyRateBps / 1048576)} MiB/s`);
+  return parts.join(', ');
 }
 
 export function toTask(job: JobSnapshot): Task {

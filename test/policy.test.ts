@@ -51,7 +51,7 @@ describe('what to do when a stage fails', () => {
 describe('progress from job stats', () => {
   it('computes percent from processed against remaining, under 100', () => {
     const p = progressFrom({ data_processed: 30, data_remaining: 70, data_total: 100, memory_bps: 1048576, memory_iteration: 1, time_elapsed: 900 }, 0);
-    expect(p).toEqual({ percent: 30, dataTotal: 100, dataProcessed: 30, dataRemaining: 70, memoryBps: 1048576, iteration: 1, elapsedMs: 900 });
+    expect(p).toEqual({ percent: 30, dataTotal: 100, dataProcessed: 30, dataRemaining: 70, memoryBps: 1048576, iteration: 1, elapsedMs: 900, etaSeconds: 1 });
   });
   it('never goes backwards when a dirtying guest makes remaining grow', () => {
     const a = progressFrom({ data_processed: 60, data_remaining: 40 }, 0);
@@ -131,5 +131,23 @@ describe('thread-pool budget', async () => {
     expect(poolSize({})).toBe(4);
     expect(poolSize({ UV_THREADPOOL_SIZE: '16' })).toBe(16);
     expect(poolSize({ UV_THREADPOOL_SIZE: 'x' })).toBe(4);
+  });
+});
+
+describe('ETA and the copying message', async () => {
+  const { etaSeconds } = await import('../worker/policy/progress.js');
+  const { copyingMessage } = await import('../shared/task.js');
+  it.each([
+    [100 * 2 ** 20, 50 * 2 ** 20, 25 * 2 ** 20, 4],
+    [100 * 2 ** 20, 50 * 2 ** 20, 0, 2],
+    [100 * 2 ** 20, 50 * 2 ** 20, 60 * 2 ** 20, null],
+    [100 * 2 ** 20, 0, 0, null],
+    [undefined, 50, 0, null],
+  ])('remaining %s at %s B/s with %s B/s dirtied → %s s', (remaining, bps, dirty, want) => {
+    expect(etaSeconds(remaining, bps, dirty)).toBe(want);
+  });
+  it('reads like a person wrote it', () => {
+    expect(copyingMessage({ percent: 62.4, memoryBps: 48 * 2 ** 20, iteration: 3, etaSeconds: 4 })).toBe('copying memory: 62%, 48 MiB/s, iteration 3, about 4 s left');
+    expect(copyingMessage({ percent: 40, memoryBps: 8 * 2 ** 20, dirtyRateBps: 16 * 2 ** 20, iteration: 2 })).toBe('copying memory: 40%, 8 MiB/s, iteration 2, not converging yet: the guest dirties 16 MiB/s');
   });
 });

@@ -27,7 +27,23 @@ export function progressFrom(fields: Fields, previousPercent: number): Migration
   if (iteration !== undefined) p.iteration = iteration;
   const elapsed = num(fields, 'time_elapsed');
   if (elapsed !== undefined) p.elapsedMs = elapsed;
+  const dirtyPages = num(fields, 'memory_dirty_rate');
+  if (dirtyPages !== undefined) p.dirtyRateBps = dirtyPages * (num(fields, 'memory_page_size') ?? 4096);
+  const eta = etaSeconds(remaining, bps, p.dirtyRateBps);
+  if (eta !== null) p.etaSeconds = eta;
   return p;
+}
+
+/**
+ * Seconds left, from measured throughput against the dirty rate: what is
+ * left shrinks by (transfer - dirty) bytes a second. null while that is not
+ * positive (the copy is not converging) or nothing is measured yet.
+ */
+export function etaSeconds(remaining: number | undefined, transferBps: number | undefined, dirtyBps: number | undefined): number | null {
+  if (remaining === undefined || !transferBps) return null;
+  const net = transferBps - (dirtyBps ?? 0);
+  if (net <= 0) return null;
+  return Math.ceil(remaining / net);
 }
 
 /** The figures a finished migration keeps: 100% only once the guest runs on the destination. */
