@@ -13,6 +13,7 @@ import type { MigrationRequest } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import type { SourceHost } from './source.js';
+import { addTaskRoutes } from './task-routes.js';
 import type { TaskStore } from './tasks.js';
 import { filterRegex, matchRows, validateMigrateBody, validateVmName } from './validate.js';
 
@@ -102,7 +103,14 @@ export function createApp(deps: ApiDeps): express.Express {
         downtimeMs: config.migration_downtime,
         timeoutSeconds: config.migration_destination_timeout,
         keepSourceDefinition: config.libvirt.keep_source_definition,
+        deadlineAction: body.deadline_action ?? 'abort',
+        autoConverge: body.auto_converge ?? false,
+        compression: body.compression === 'xbzrle' ? 'xbzrle' : null,
       };
+      // Per-migration policy wins over the configured defaults, for this migration only.
+      if (body.bandwidth !== undefined) request.bandwidth = body.bandwidth;
+      if (body.max_downtime !== undefined) request.downtimeMs = body.max_downtime;
+      if (body.deadline !== undefined) request.timeoutSeconds = body.deadline;
       const { task, created } = await tasks.enqueue(request, now);
       if (!created) {
         const e = migrationError('MIGRATION_IN_PROGRESS', { name, task: task.id });
@@ -133,6 +141,8 @@ export function createApp(deps: ApiDeps): express.Express {
       res.json(task);
     }),
   );
+
+  addTaskRoutes(app, deps);
 
   app.use((req, _res, next) => next(migrationError('ROUTE_NOT_FOUND', { method: req.method, path: req.path.slice(0, 200) })));
 

@@ -10,6 +10,8 @@ import { isMigrationError, migrationError } from '../shared/errors.js';
 import { initialCheckpoint, type MigrationJobData, type MigrationRequest } from '../shared/job.js';
 import { JOB_NAME, jobOptions, vmLockKey } from '../shared/queue.js';
 import { toTask, type Task } from '../shared/task.js';
+import { requestCancel, requestTune, type Tuning } from '../shared/control.js';
+import type { Redis } from 'ioredis';
 
 const STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const;
 
@@ -18,7 +20,15 @@ export interface TaskStore {
   list(): Promise<Task[]>;
   /** Creates the task, or returns the VM's running one with created = false. */
   enqueue(request: MigrationRequest, now: Date): Promise<{ task: Task; created: boolean }>;
+  /** The id of the VM's queued or running migration, if any. */
+  activeFor(sourceUri: string, vm: string): Promise<string | null>;
+  /** Removes a queued job (task ends killed at once) or asks the worker running it to stop. */
+  cancel(id: string, now: Date): Promise<Task>;
+  /** Asks the worker running the job to change its limits; the task shows them once applied. */
+  tune(id: string, tuning: Tuning): Promise<Task>;
 }
+
+const TERMINAL = new Set(['finished', 'failed', 'killed']);
 
 /** Longest a request waits on Redis before it answers 503. */
 const REDIS_DEADLINE_MS = 3000;
@@ -63,21 +73,76 @@ async function snapshot(job: Job<MigrationJobData>, state?: string): Promise<Tas
   });
 }
 
-export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, isReady: () => boolean): TaskStore {
+export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, client: Redis, isReady: () => boolean): TaskStore {
   const redis = guard(isReady);
+  const prefix = config.redis.prefix;
+  const keep = config.tasks.keep_finished;
+  // A job removed from the queue by a cancel leaves a tombstone: its task, ended killed.
+  const tombKey = (id: string) => `${prefix}:tomb:${id}`;
+  const tombsKey = `${prefix}:tombs`;
+  const tomb = async (id: string): Promise<Task | null> => {
+    const raw = await redis(() => client.get(tombKey(id)));
+    return raw ? (JSON.parse(raw) as Task) : null;
+  };
+  const get = async (id: string): Promise<Task | null> => {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) return null;
+    const job = await redis(() => queue.getJob(id));
+    return job ? redis(() => snapshot(job)) : tomb(id);
+  };
+  const ended = (t: Task, what: string) => migrationError('TASK_ENDED', { id: t.id, status: t.status, what });
   return {
-    async get(id) {
-      if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) return null;
-      const job = await redis(() => queue.getJob(id));
-      return job ? redis(() => snapshot(job)) : null;
-    },
+    get,
     async list() {
       const out: Task[] = [];
       for (const state of STATES) {
         const jobs = await redis(() => queue.getJobs([state]));
         for (const j of jobs) if (j) out.push(await redis(() => snapshot(j, state)));
       }
+      // Tombstones expire on their own; drop index entries older than the retention.
+      await redis(() => client.zremrangebyscore(tombsKey, 0, Date.now() - keep * 1000));
+      for (const id of await redis(() => client.zrange(tombsKey, 0, -1))) {
+        const t = await tomb(id);
+        if (t) out.push(t);
+      }
       return out.sort((a, b) => b.created_at.localeCompare(a.created_at));
+    },
+    async activeFor(sourceUri, vm) {
+      return redis(() => queue.getDeduplicationJobId(vmLockKey(sourceUri, vm)));
+    },
+    async cancel(id, now) {
+      const job = await redis(() => queue.getJob(id));
+      if (!job) {
+        const t = await tomb(id);
+        if (t) throw ended(t, 'cancel');
+        throw migrationError('TASK_NOT_FOUND', { id: id.slice(0, 64) });
+      }
+      const state = await redis(() => job.getState());
+      const task = await redis(() => snapshot(job, state));
+      if (TERMINAL.has(task.status)) throw ended(task, 'cancel');
+      if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
+        // Not started: take it out of the queue. A worker that grabbed it meanwhile holds
+        // its lock and the removal fails; then it is cancelled like a running one.
+        const removed = await redis(() => job.remove().then(() => true, () => false));
+        if (removed) {
+          const error = migrationError('CANCELLED', { name: job.data.request.vm }).toJSON();
+          const history = [...(job.data.checkpoint?.history ?? []), { at: now.toISOString(), stage: 'queue', event: 'decision' as const, detail: 'cancelled while queued: removed from the queue' }];
+          const killed = toTask({
+            id: String(job.id), state: 'failed', data: { ...job.data, checkpoint: { step: 'done', results: {}, history, error } },
+            timestamp: job.timestamp, finishedOn: now.getTime(), attemptsMade: job.attemptsMade,
+          });
+          await redis(() => client.multi().set(tombKey(id), JSON.stringify(killed), 'EX', keep).zadd(tombsKey, now.getTime(), id).exec());
+          return killed;
+        }
+      }
+      await redis(() => requestCancel(client, prefix, id, keep));
+      return task;
+    },
+    async tune(id, tuning) {
+      const task = await get(id);
+      if (!task) throw migrationError('TASK_NOT_FOUND', { id: id.slice(0, 64) });
+      if (TERMINAL.has(task.status)) throw ended(task, 'tune');
+      await redis(() => requestTune(client, prefix, id, tuning, keep));
+      return task;
     },
     async enqueue(request, now) {
       const id = randomUUID();

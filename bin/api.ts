@@ -15,7 +15,7 @@ logOutages(redis, log, 'the API answers 503 until it is back');
 const queue = createQueue(config, redis);
 queue.on('error', (e) => log.warn({ err: e.message }, 'queue'));
 const source = createSourceHost(config, hypervisor);
-const app = createApp({ config, hypervisor, source, tasks: createTaskStore(config, queue, () => redis.status === 'ready'), clock: systemClock, log, redisReady: () => redis.status === 'ready' });
+const app = createApp({ config, hypervisor, source, tasks: createTaskStore(config, queue, redis, () => redis.status === 'ready'), clock: systemClock, log, redisReady: () => redis.status === 'ready' });
 const server = app.listen(config.api.port, config.api.host, () => {
   const a = server.address();
   log.info({ address: a }, 'kvm-migrate API listening');

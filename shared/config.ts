@@ -72,6 +72,11 @@ export const schema = {
     default: 500,
     env: 'KVM_MIGRATE_MIGRATION_DOWNTIME',
   },
+  convergence: {
+    ceiling: millis('Highest max downtime in ms the convergence schedule raises to when a copy does not converge; at or below the start, the schedule never raises.', 2000, 'KVM_MIGRATE_CONVERGENCE_CEILING'),
+    steps: { doc: 'Steps of the convergence schedule from the starting max downtime to the ceiling.', format: positiveInt, default: 5, env: 'KVM_MIGRATE_CONVERGENCE_STEPS' },
+    step_delay_per_gib: millis('Least time in ms between two downtime steps, per GiB of guest data (never under 1 s).', 2000, 'KVM_MIGRATE_CONVERGENCE_STEP_DELAY_PER_GIB'),
+  },
   redis: {
     url: { doc: 'Redis URL used by the API and the workers.', format: redisUrl, default: 'redis://127.0.0.1:6379', env: 'KVM_MIGRATE_REDIS_URL', sensitive: true },
     prefix: {
@@ -138,6 +143,7 @@ export interface Config {
   migration_destination_timeout: number;
   migration_max_bandwidth: number | 'unlimited';
   migration_downtime: number;
+  convergence: { ceiling: number; steps: number; step_delay_per_gib: number };
   redis: { url: string; prefix: string; queue: string };
   libvirt: {
     source_uri: string;

@@ -15,9 +15,23 @@ export interface MigrationRequest {
   /** Bandwidth in MiB/s or 'unlimited', downtime in ms, from config at enqueue time. */
   bandwidth: number | 'unlimited';
   downtimeMs: number;
-  /** Seconds the migrate stage may run before it is aborted. */
+  /** Seconds the migrate stage may run before its deadline action. */
   timeoutSeconds: number;
   keepSourceDefinition: boolean;
+  /** At the deadline: abort and recover, or pause the guest so the copy completes (Nova's force-complete without post-copy). */
+  deadlineAction?: 'abort' | 'pause';
+  /** VIR_MIGRATE_AUTO_CONVERGE: QEMU throttles the guest's vCPUs while the copy does not converge. */
+  autoConverge?: boolean;
+  /** VIR_MIGRATE_COMPRESSED with xbzrle. */
+  compression?: 'xbzrle' | null;
+}
+
+/** Limits in force during the copy, as last applied through libvirt. */
+export interface InForce {
+  bandwidthMiBs: number | null;
+  maxDowntimeMs: number | null;
+  /** An operator changed a limit: automatic downtime steps stop. */
+  operatorTuned: boolean;
 }
 
 export interface HistoryEntry {
@@ -33,7 +47,7 @@ export interface StageResults {
   /** Whether the guest is persistent on the source; its XML is read again right before migrating. */
   connect?: { persistent: boolean; flags: number };
   prepare?: { preState: 'running' | 'paused'; downtimeMs: number | null; bandwidthMiBs: number | null };
-  migrate?: { startedAt: string; endedAt?: string; outcome?: 'completed' | 'failed'; error?: ErrorJSON; stats?: Record<string, number | string> };
+  migrate?: { startedAt: string; endedAt?: string; outcome?: 'completed' | 'failed'; error?: ErrorJSON; stats?: Record<string, number | string>; inForce?: InForce; paused?: boolean };
   recover?: { actions: string[]; guestOn: 'source' | 'destination' | 'nowhere' | 'unknown' };
   finish?: { persistent: boolean; sourceUndefined: boolean };
 }

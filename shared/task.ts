@@ -53,8 +53,20 @@ export interface Task {
   started_at: string | null;
   finished_at: string | null;
   progress: MigrationProgress | null;
+  /** What the client asked for, and the limits libvirt has in force now (null before the copy starts). */
+  policy: TaskPolicy;
   error: ErrorJSON | null;
   history: HistoryEntry[];
+}
+
+export interface TaskPolicy {
+  bandwidth: number | 'unlimited';
+  max_downtime: number;
+  deadline: number;
+  deadline_action: 'abort' | 'pause';
+  auto_converge: boolean;
+  compression: 'xbzrle' | 'none';
+  in_force: { bandwidth: number | 'unlimited'; max_downtime: number | null; operator_tuned: boolean } | null;
 }
 
 /** BullMQ state (plus what the worker recorded) to Kimchi status. */
@@ -108,6 +120,20 @@ export function copyingMessage(p: MigrationProgress): string {
   return parts.join(', ');
 }
 
+function policyOf(data: MigrationJobData): TaskPolicy {
+  const r = data.request;
+  const f = data.checkpoint?.results.migrate?.inForce;
+  return {
+    bandwidth: r.bandwidth,
+    max_downtime: r.downtimeMs,
+    deadline: r.timeoutSeconds,
+    deadline_action: r.deadlineAction ?? 'abort',
+    auto_converge: r.autoConverge ?? false,
+    compression: r.compression ?? 'none',
+    in_force: f ? { bandwidth: f.bandwidthMiBs ?? 'unlimited', max_downtime: f.maxDowntimeMs, operator_tuned: f.operatorTuned } : null,
+  };
+}
+
 export function toTask(job: JobSnapshot): Task {
   const { request, checkpoint } = job.data;
   // A failure the runner did not record (e.g. BullMQ gave up on a job that stalled too often) still gets a code.
@@ -134,6 +160,7 @@ export function toTask(job: JobSnapshot): Task {
     started_at: iso(job.processedOn),
     finished_at: status === 'running' ? null : iso(job.finishedOn),
     progress,
+    policy: policyOf(job.data),
     error: status === 'running' ? null : (error ?? null),
     history: checkpoint?.history ?? [],
   };

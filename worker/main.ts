@@ -3,16 +3,20 @@ import type { Config } from '../shared/config.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import { createLogger, systemClock } from '../shared/log.js';
 import { logOutages, workerRedis } from '../shared/queue.js';
+import { ControlBus } from './control.js';
 import { createMigrationWorker } from './worker.js';
 
 export async function runWorker(config: Config): Promise<void> {
   const log = createLogger(config.log.level, 'worker');
   const connection = workerRedis(config);
   logOutages(connection, log, 'jobs wait in Redis until it is back');
-  const worker = createMigrationWorker({ config, connection, hypervisor: createHypervisor(), clock: systemClock, log });
+  const control = new ControlBus(connection.duplicate(), connection, config.redis.prefix);
+  await control.start();
+  const worker = createMigrationWorker({ config, connection, control, hypervisor: createHypervisor(), clock: systemClock, log });
   const shutdown = async (sig: string) => {
     log.info({ sig }, 'worker stopping: running migrations are left to libvirt and resumed by the next worker');
     await worker.close(true).catch(() => undefined);
+    await control.stop();
     connection.disconnect();
     process.exit(0);
   };

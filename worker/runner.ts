@@ -11,7 +11,8 @@ import type { Connection, Hypervisor } from '../shared/libvirt/types.js';
 import type { StageName } from '../shared/stage.js';
 import type { MigrationProgress } from '../shared/task.js';
 import { decideOnFailure } from './policy/retry.js';
-import type { Clock, Logger, Stage, StageContext, StageOutcome } from './stages/stage.js';
+import { noControl, type JobControl } from './control.js';
+import type { Clock, Logger, ResultsPatch, Stage, StageContext, StageOutcome } from './stages/stage.js';
 
 export interface RunnableJob {
   readonly id: string;
@@ -24,6 +25,8 @@ export interface RunnableJob {
   readonly lastProgress: MigrationProgress | null;
   /** Aborted when this worker may no longer act on the job (lock lost, shutdown). */
   readonly signal?: AbortSignal;
+  /** Cancel and tune requests from any API process. */
+  readonly control?: JobControl;
   updateData(data: MigrationJobData): Promise<void>;
   updateProgress(p: MigrationProgress): Promise<void>;
 }
@@ -109,6 +112,12 @@ async function withDeadline<T>(ms: number, settleMs: number, outer: AbortSignal 
   }
 }
 
+function mergeResults(results: StageResults, patch: ResultsPatch): StageResults {
+  const out: Record<string, unknown> = { ...results };
+  for (const [k, v] of Object.entries(patch)) out[k] = { ...((results as Record<string, object | undefined>)[k] ?? {}), ...v };
+  return out as StageResults;
+}
+
 export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkpoint> {
   const { request } = job.data;
   const { config, clock, log } = deps;
@@ -126,9 +135,17 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
   // A job that already started a stage is being picked up again (retry or crashed worker).
   if (cp.history.some((h) => h.event === 'start')) await save({ ...cp, history: [...cp.history, entry(cp.step, { event: 'resume', detail: `attempt ${attempt}` })] });
 
+  const control = job.control ?? noControl;
   try {
     while (cp.step !== 'done') {
       const stage = deps.stages[cp.step];
+      // Cancelled before anything changed: end here, nothing to recover. The migrate
+      // stage handles a cancel itself (abort, then recovery); recover and finish run on.
+      if (control.cancelled && !cp.error && (stage.name === 'check' || stage.name === 'connect' || stage.name === 'prepare')) {
+        const error = migrationError('CANCELLED', { name: request.vm }).toJSON();
+        await save({ ...cp, step: 'done', error, history: [...cp.history, entry(stage.name, { event: 'decision', detail: 'cancelled before the migration started' })] });
+        break;
+      }
       const started = cp;
       await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'start' })] });
       let outcome: StageOutcome;
@@ -145,10 +162,11 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
             signal,
             source: () => source.get(),
             destination: () => destination.get(),
-            save: (results: Partial<StageResults>, e) =>
-              save({ ...cp, results: { ...cp.results, ...results }, history: e ? [...cp.history, entry(stage.name, e)] : cp.history }),
+            save: (patch: ResultsPatch, e) => save({ ...cp, results: mergeResults(cp.results, patch), history: e ? [...cp.history, entry(stage.name, e)] : cp.history }),
             progress: (p) => job.updateProgress(p),
             lastProgress: job.lastProgress,
+            control,
+            note: (stageName: string, detail: string) => save({ ...cp, history: [...cp.history, entry(stageName, { event: 'decision', detail })] }),
           };
           return stage.run(ctx);
         });
@@ -174,7 +192,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       }
       const next: Checkpoint = {
         step: outcome.next,
-        results: { ...cp.results, ...(outcome.results ?? {}) },
+        results: mergeResults(cp.results, outcome.results ?? {}),
         history: [...cp.history, entry(stage.name, { event: 'done', ...(outcome.detail ? { detail: outcome.detail } : {}) })],
       };
       const error = outcome.clearError ? undefined : (outcome.error ?? cp.error);

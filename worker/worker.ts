@@ -9,6 +9,7 @@ import type { Config } from '../shared/config.js';
 import type { MigrationJobData } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { MigrationProgress } from '../shared/task.js';
+import type { ControlBus, JobControl } from './control.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
 import { createStages } from './stages/index.js';
 import type { Clock, Logger } from './stages/stage.js';
@@ -16,6 +17,8 @@ import type { Clock, Logger } from './stages/stage.js';
 export interface WorkerDeps {
   config: Config;
   connection: Redis;
+  /** Cancel and tune requests from any API process. */
+  control: ControlBus;
   hypervisor: Hypervisor;
   clock: Clock;
   log: Logger;
@@ -25,7 +28,7 @@ function asProgress(p: unknown): MigrationProgress | null {
   return typeof p === 'object' && p !== null && typeof (p as MigrationProgress).percent === 'number' ? (p as MigrationProgress) : null;
 }
 
-function adapt(job: Job<MigrationJobData>, fallbackAttempts: number, signal: AbortSignal): RunnableJob {
+function adapt(job: Job<MigrationJobData>, fallbackAttempts: number, signal: AbortSignal, control: JobControl): RunnableJob {
   return {
     id: String(job.id),
     get data() {
@@ -35,6 +38,7 @@ function adapt(job: Job<MigrationJobData>, fallbackAttempts: number, signal: Abo
     maxAttempts: job.opts.attempts ?? fallbackAttempts,
     lastProgress: asProgress(job.progress),
     signal,
+    control,
     updateData: (d) => job.updateData(d),
     updateProgress: (p) => job.updateProgress(p as unknown as object),
   };
@@ -52,8 +56,9 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       const ac = new AbortController();
       bullSignal?.addEventListener('abort', () => ac.abort());
       running.set(String(job.id), ac);
+      const control = await deps.control.attach(String(job.id));
       try {
-        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log });
+        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log });
         log.info({ job: job.id, vm: job.data.request.vm }, 'migration finished');
         return { step: cp.step };
       } catch (e) {
@@ -64,6 +69,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
         throw e;
       } finally {
         running.delete(String(job.id));
+        deps.control.detach(String(job.id));
       }
     },
     {

@@ -36,6 +36,18 @@ export const finishStage: Stage = {
       }
     }
     if (!dst.persistent) throw migrationError('FINISH_FAILED', { name: request.vm, detail: 'it runs on the destination but is not persistent there' });
+    // Paused by the deadline action (or by libvirt at switch-over): it ran before, so it runs again.
+    if (dst.state === 'paused' && ctx.checkpoint.results.prepare?.preState === 'running') {
+      const d = await (await ctx.destination()).lookupDomainByUUID(dst.uuid);
+      if (d) {
+        try {
+          await d.resume();
+        } finally {
+          d.free();
+        }
+        await ctx.note('finish', 'resumed the guest on the destination: it was running before the migration');
+      }
+    }
     await ctx.progress(finalProgress(ctx.checkpoint.results.migrate?.stats ?? {}));
     return { next: 'done', results: { finish: { persistent: dst.persistent, sourceUndefined } }, detail: `running and persistent on ${request.remoteHost}` };
   },

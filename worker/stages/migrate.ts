@@ -1,69 +1,62 @@
 /**
  * Stage `migrate` (seed: "do actually migration"): virDomainMigrateToURI3,
- * live, peer-to-peer, tunnelled, with a monitor alongside and the
- * migration_destination_timeout enforced by aborting the libvirt job.
+ * live, peer-to-peer, tunnelled, watched by the monitor, with the deadline
+ * action (abort, or pause the guest so the copy completes), cancel and live
+ * tuning from any API process.
  *
  * On resume it never starts a second migration blindly: it looks at real
  * state first (job still active: re-attach; guest on the destination: finish;
  * otherwise: recover).
  */
 import { migrationError, type ErrorJSON } from '../../shared/errors.js';
-import type { Connection, Domain, MigrateParams } from '../../shared/libvirt/types.js';
-import { progressFrom } from '../policy/progress.js';
+import { MigrateFlag, type Connection, type Domain, type MigrateParams } from '../../shared/libvirt/types.js';
+import { MigrationMonitor } from '../monitor.js';
 import { observePlacement } from './placement.js';
 import type { Stage, StageContext, StageOutcome } from './stage.js';
 
-/** Headroom over migration_destination_timeout for the abort and its cleanup. */
+/** Headroom over the deadline for the deadline action and its cleanup. */
 const ABORT_GRACE_MS = 60_000;
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-/** Samples job stats while the migration runs; applies max downtime once the job exists. */
-function startMonitor(ctx: StageContext, domain: Domain, downtimeMs: number | null) {
-  // Continue from what the task already showed: a resumed monitor must not go backwards.
-  let percent = ctx.lastProgress?.percent ?? 0;
-  let downtimeApplied = downtimeMs === null;
-  let busy = false;
-  const tick = async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      const stats = await domain.jobStats();
-      if (stats.type !== 'unbounded' && stats.type !== 'bounded') return;
-      if (!downtimeApplied && downtimeMs !== null) {
-        downtimeApplied = true;
-        await domain.migrateSetMaxDowntime(downtimeMs).catch((e) => ctx.log.warn({ err: errText(e) }, 'could not set max downtime'));
-      }
-      const p = progressFrom(stats.fields, percent);
-      percent = p.percent;
-      await ctx.progress(p);
-    } catch (e) {
-      ctx.log.debug({ err: errText(e) }, 'job stats sample failed');
-    } finally {
-      busy = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), ctx.config.worker.progress_interval);
-  return { stop: () => clearInterval(timer) };
+function monitorFor(ctx: StageContext, domain: Domain): MigrationMonitor {
+  const c = ctx.config.convergence;
+  const prep = ctx.checkpoint.results.prepare;
+  return new MigrationMonitor(
+    ctx,
+    domain,
+    { startDowntimeMs: prep?.downtimeMs ?? null, bandwidthMiBs: prep?.bandwidthMiBs ?? null, convergence: { ceilingMs: c.ceiling, steps: c.steps, stepDelayPerGiBMs: c.step_delay_per_gib } },
+    ctx.checkpoint.results.migrate?.inForce,
+  );
 }
 
 /** Waits for a libvirt job that is already running (after a worker restart) to end. */
-async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number): Promise<boolean> {
-  const stop = startMonitor(ctx, domain, null);
+async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number): Promise<'ended' | 'timeout' | 'cancelled'> {
+  const monitor = monitorFor(ctx, domain).start();
+  const offTune = ctx.control.onTune((t) => void monitor.tune(t).catch(() => undefined));
   try {
     for (;;) {
       if (ctx.signal.aborted) throw migrationError('TRANSIENT', { detail: 'stopped watching the running migration: this worker lost the job' });
       const stats = await domain.jobStats().catch(() => ({ type: 'none' as const, fields: {} }));
-      if (stats.type !== 'unbounded' && stats.type !== 'bounded') return false;
-      if (ctx.clock.now().getTime() > deadline) {
+      if (stats.type !== 'unbounded' && stats.type !== 'bounded') return 'ended';
+      const cancelled = ctx.control.cancelled;
+      if (cancelled || ctx.clock.now().getTime() > deadline) {
         await domain.abortJob().catch(() => undefined);
-        return true;
+        return cancelled ? 'cancelled' : 'timeout';
       }
       await new Promise((r) => setTimeout(r, ctx.config.worker.progress_interval));
     }
   } finally {
-    stop.stop();
+    offTune();
+    monitor.stop();
   }
+}
+
+function failureFor(ctx: StageContext, why: 'cancelled' | 'timeout' | 'error', detail = ''): ErrorJSON {
+  const { vm, timeoutSeconds } = ctx.request;
+  if (why === 'cancelled') return migrationError('CANCELLED', { name: vm }).toJSON();
+  if (why === 'timeout') return migrationError('MIGRATION_TIMEOUT', { name: vm, seconds: String(timeoutSeconds) }).toJSON();
+  return migrationError('MIGRATION_FAILED', { name: vm, detail }).toJSON();
 }
 
 async function resume(ctx: StageContext, startedAt: string): Promise<StageOutcome> {
@@ -71,24 +64,33 @@ async function resume(ctx: StageContext, startedAt: string): Promise<StageOutcom
   const deadline = Date.parse(startedAt) + request.timeoutSeconds * 1000;
   const source = await ctx.source();
   const domain = await source.lookupDomain(request.vm);
-  let timedOut = false;
+  let ended: 'ended' | 'timeout' | 'cancelled' = 'ended';
   if (domain) {
-    timedOut = await waitForJobEnd(ctx, domain, deadline);
-    domain.free();
+    try {
+      ended = await waitForJobEnd(ctx, domain, deadline);
+    } finally {
+      domain.free();
+    }
   }
   const where = await observePlacement(ctx);
-  if (where.on === 'destination') return { next: 'finish', results: { migrate: { startedAt, endedAt: ctx.clock.now().toISOString(), outcome: 'completed' } }, detail: 're-attached: the guest already runs on the destination' };
-  const error = timedOut
-    ? migrationError('MIGRATION_TIMEOUT', { name: request.vm, seconds: String(request.timeoutSeconds) }).toJSON()
-    : migrationError('MIGRATION_FAILED', { name: request.vm, detail: 'the worker running it stopped before the migration completed' }).toJSON();
-  return { next: 'recover', error, results: { migrate: { startedAt, endedAt: ctx.clock.now().toISOString(), outcome: 'failed', error } }, detail: `resumed: guest on ${where.on}` };
+  const endedAt = ctx.clock.now().toISOString();
+  if (where.on === 'destination') return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed' } }, detail: 're-attached: the guest already runs on the destination' };
+  const error = failureFor(ctx, ended === 'ended' ? 'error' : ended, 'the worker running it stopped before the migration completed');
+  return { next: 'recover', error, results: { migrate: { startedAt, endedAt, outcome: 'failed', error } }, detail: `resumed: guest on ${where.on}` };
 }
 
-function params(ctx: StageContext, persistentXml: string | null): MigrateParams {
+function flagsFor(ctx: StageContext, base: number): number {
+  let flags = base;
+  if (ctx.request.autoConverge) flags |= MigrateFlag.AUTO_CONVERGE;
+  if (ctx.request.compression === 'xbzrle') flags |= MigrateFlag.COMPRESSED;
+  return flags;
+}
+
+function paramsFor(ctx: StageContext, persistentXml: string | null, bandwidthMiBs: number | null): MigrateParams {
   const p: MigrateParams = {};
   if (persistentXml) p.persistentXml = persistentXml;
-  const bw = ctx.checkpoint.results.prepare?.bandwidthMiBs;
-  if (bw) p.bandwidthMiBs = bw;
+  if (bandwidthMiBs) p.bandwidthMiBs = bandwidthMiBs;
+  if (ctx.request.compression === 'xbzrle') p.compression = ['xbzrle'];
   return p;
 }
 
@@ -97,12 +99,39 @@ async function completedStats(ctx: StageContext): Promise<Record<string, number 
     const dest = await ctx.destination();
     const d = await dest.lookupDomain(ctx.request.vm);
     if (!d) return undefined;
-    const s = await d.jobStats({ completed: true });
-    d.free();
-    return s.fields;
+    try {
+      return (await d.jobStats({ completed: true })).fields;
+    } finally {
+      d.free();
+    }
   } catch {
     return undefined;
   }
+}
+
+/** Runs the deadline action: abort, or pause the guest and abort only if even that does not finish it. */
+function armDeadline(ctx: StageContext, domain: Domain, onAbort: (why: 'timeout') => void): () => void {
+  const { request } = ctx;
+  const timers: NodeJS.Timeout[] = [];
+  const abort = () => {
+    onAbort('timeout');
+    void domain.abortJob().catch((e) => ctx.log.error({ err: errText(e) }, 'abort failed'));
+  };
+  timers.push(
+    setTimeout(() => {
+      if (request.deadlineAction !== 'pause') {
+        ctx.log.warn({ vm: request.vm }, 'deadline reached: aborting the libvirt job');
+        return abort();
+      }
+      void domain
+        .suspend()
+        .then(() => ctx.save({ migrate: { paused: true } }))
+        .then(() => ctx.note('migrate', `deadline of ${request.timeoutSeconds} s reached: paused the guest so the copy completes`))
+        .catch((e) => ctx.log.error({ err: errText(e) }, 'pause failed'));
+      timers.push(setTimeout(abort, ABORT_GRACE_MS / 2));
+    }, request.timeoutSeconds * 1000),
+  );
+  return () => timers.forEach(clearTimeout);
 }
 
 export const migrateStage: Stage = {
@@ -112,21 +141,20 @@ export const migrateStage: Stage = {
     const { request } = ctx;
     const started = ctx.checkpoint.results.migrate?.startedAt;
     if (started) return resume(ctx, started);
+    if (ctx.control.cancelled) return { next: 'done', error: failureFor(ctx, 'cancelled'), detail: 'cancelled before the migration started' };
     const flags = ctx.checkpoint.results.connect?.flags;
     if (flags === undefined) throw migrationError('INTERNAL', { detail: 'migrate stage without connect results' });
 
     const source = await ctx.source();
     const domain = await source.lookupDomain(request.vm);
     if (!domain) throw migrationError('VM_NOT_FOUND', { name: request.vm });
-    const downtimeMs = ctx.checkpoint.results.prepare?.downtimeMs ?? null;
-
     // libvirt errors are "last error on this connection wins": the long call gets its own.
     let mconn: Connection | null = null;
     let mdom: Domain | null = null;
     let startedAt: string | null = null;
-    let monitor: { stop(): void } | null = null;
-    let timer: NodeJS.Timeout | undefined;
-    let timedOut = false;
+    let monitor: MigrationMonitor | null = null;
+    const cleanups: (() => void)[] = [];
+    let stopped: 'cancelled' | 'timeout' | null = null;
     let failure: ErrorJSON | null = null;
     try {
       mconn = await ctx.hypervisor.open(request.sourceUri, { timeoutMs: ctx.config.libvirt.connect_timeout });
@@ -134,34 +162,43 @@ export const migrateStage: Stage = {
       if (!mdom) throw migrationError('VM_NOT_FOUND', { name: request.vm });
       // Read just before migrating and never stored: the secure XML may hold console passwords.
       const persistentXml = ctx.checkpoint.results.connect?.persistent ? await mdom.xml({ migratable: true, secure: true, inactive: true }) : null;
+      // Tuning asked for while the job waited applies from the start.
+      const tuned = await ctx.control.requestedTune();
+      const bandwidth = tuned.bandwidth !== undefined ? (tuned.bandwidth === 'unlimited' ? null : tuned.bandwidth) : (ctx.checkpoint.results.prepare?.bandwidthMiBs ?? null);
       // Everything above changed nothing, so a failure there is simply retried.
       // From here on the checkpoint says "started", and a resumed stage looks before it acts.
       startedAt = ctx.clock.now().toISOString();
       await ctx.save({ migrate: { startedAt } }, { event: 'step', detail: `libvirt migration to ${request.destinationUri} started` });
-      monitor = startMonitor(ctx, domain, downtimeMs);
-      timer = setTimeout(() => {
-        timedOut = true;
-        ctx.log.warn({ vm: request.vm }, 'migration_destination_timeout reached: aborting the libvirt job');
-        void domain.abortJob().catch((e) => ctx.log.error({ err: errText(e) }, 'abort failed'));
-      }, request.timeoutSeconds * 1000);
+      monitor = monitorFor(ctx, domain);
+      monitor.inForce.bandwidthMiBs = bandwidth;
+      if (tuned.maxDowntimeMs !== undefined) await monitor.tune({ maxDowntimeMs: tuned.maxDowntimeMs });
+      monitor.start();
+      const m = monitor;
+      cleanups.push(() => m.stop());
+      cleanups.push(ctx.control.onTune((t) => void m.tune(t).catch((e) => ctx.log.warn({ err: errText(e) }, 'tuning failed'))));
+      cleanups.push(
+        ctx.control.onCancel(() => {
+          stopped = 'cancelled';
+          void domain.abortJob().catch((e) => ctx.log.error({ err: errText(e) }, 'abort on cancel failed'));
+        }),
+      );
+      cleanups.push(armDeadline(ctx, domain, (why) => (stopped ??= why)));
       try {
-        await mdom.migrateToURI3(request.destinationUri, params(ctx, persistentXml), flags);
+        await mdom.migrateToURI3(request.destinationUri, paramsFor(ctx, persistentXml, bandwidth), flagsFor(ctx, flags));
       } catch (e) {
-        failure = timedOut
-          ? migrationError('MIGRATION_TIMEOUT', { name: request.vm, seconds: String(request.timeoutSeconds) }).toJSON()
-          : migrationError('MIGRATION_FAILED', { name: request.vm, detail: errText(e) }).toJSON();
+        failure = failureFor(ctx, stopped ?? 'error', errText(e));
       }
     } finally {
-      clearTimeout(timer);
-      monitor?.stop();
+      cleanups.forEach((c) => c());
       mdom?.free();
       domain.free();
       await mconn?.close().catch(() => undefined);
     }
     if (!startedAt) throw migrationError('INTERNAL', { detail: 'migration neither started nor failed' });
     const endedAt = ctx.clock.now().toISOString();
-    if (failure) return { next: 'recover', error: failure, results: { migrate: { startedAt, endedAt, outcome: 'failed', error: failure } }, detail: failure.reason };
+    const inForce = monitor ? { ...monitor.inForce } : undefined;
+    if (failure) return { next: 'recover', error: failure, results: { migrate: { startedAt, endedAt, outcome: 'failed', error: failure, ...(inForce ? { inForce } : {}) } }, detail: failure.reason };
     const stats = await completedStats(ctx);
-    return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed', ...(stats ? { stats } : {}) } }, detail: 'libvirt reports the migration completed' };
+    return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed', ...(stats ? { stats } : {}), ...(inForce ? { inForce } : {}) } }, detail: 'libvirt reports the migration completed' };
   },
 };

@@ -9,6 +9,7 @@ import type { ErrorJSON } from '../../shared/errors.js';
 import type { Connection, Hypervisor } from '../../shared/libvirt/types.js';
 import type { StageName, Step } from '../../shared/stage.js';
 import type { MigrationProgress } from '../../shared/task.js';
+import type { JobControl } from '../control.js';
 
 export interface Clock {
   now(): Date;
@@ -20,6 +21,9 @@ export interface Logger {
   error(obj: object, msg?: string): void;
   debug(obj: object, msg?: string): void;
 }
+
+/** A patch of stage results: each stage's fields are merged into what is saved. */
+export type ResultsPatch = { [K in keyof StageResults]?: Partial<NonNullable<StageResults[K]>> };
 
 export interface StageContext {
   readonly request: MigrationRequest;
@@ -33,12 +37,16 @@ export interface StageContext {
   readonly signal: AbortSignal;
   /** The task's progress when this attempt started (a resumed monitor continues from it). */
   readonly lastProgress: MigrationProgress | null;
+  /** Cancel and tune requests for this job. */
+  readonly control: JobControl;
+  /** Records a decision and its reason in the task history. */
+  note(stage: string, detail: string): Promise<void>;
   /** The source host, opened once per job and reopened if the transport died. */
   source(): Promise<Connection>;
   /** The destination host, same rules. */
   destination(): Promise<Connection>;
-  /** Saves partial results at once, before a long or risky step (e.g. starting the migration). */
-  save(results: Partial<StageResults>, entry?: Omit<HistoryEntry, 'at' | 'stage'>): Promise<void>;
+  /** Saves results at once (merged into each stage's saved results), before a long or risky step. */
+  save(results: ResultsPatch, entry?: Omit<HistoryEntry, 'at' | 'stage'>): Promise<void>;
   /** Publishes live progress to the task. */
   progress(p: MigrationProgress): Promise<void>;
 }
