@@ -5,20 +5,26 @@
  */
 import { Caller, callAsync } from './call.js';
 import { VirErrorCode, isVirError } from './errors.js';
+import { ConnectionEvents } from './events.js';
 import type { ConnPtr, DomainPtr, HeapPtr, Libvirt, NativeFn, NodeInfoStruct, Out, PoolPtr } from './ffi.js';
 import { NativeHandle } from './handle.js';
 import { LibvirtDomain } from './domain.js';
 import { LibvirtPool, LibvirtVolume } from './storage.js';
-import type { Connection, Domain, NodeInfo, StoragePool, StorageVolume } from './types.js';
+import type { Connection, Domain, MigrationEventHandlers, NodeInfo, StoragePool, StorageVolume } from './types.js';
 
 export class LibvirtConnection extends NativeHandle<ConnPtr> implements Connection {
   readonly uri: string;
   readonly #c: Caller;
+  readonly #events: ConnectionEvents;
 
   /** Takes ownership of `ptr`; `onClosed` runs once the pointer is closed (or finalized). */
   constructor(lv: Libvirt, ptr: ConnPtr, uri: string, onClosed: () => void) {
+    const events = new ConnectionEvents(lv);
     super(lv, ptr, 'connection', async (p) => {
       try {
+        // Subscriptions end first: deregistering needs the open pointer, and
+        // their koffi callbacks may only go once libvirt has let go of them.
+        await events.endAll(p);
         await callAsync(lv.api.virConnectClose, p); // remote: a goodbye RPC, so async
       } finally {
         onClosed();
@@ -26,6 +32,7 @@ export class LibvirtConnection extends NativeHandle<ConnPtr> implements Connecti
     });
     this.uri = uri;
     this.#c = new Caller(lv, ptr, this);
+    this.#events = events;
   }
 
   close(): Promise<void> {
@@ -127,6 +134,14 @@ export class LibvirtConnection extends NativeHandle<ConnPtr> implements Connecti
       const vol = await this.#c.lookup(VirErrorCode.NO_STORAGE_VOL, this.#c.lv.api.virStorageVolLookupByPath, p, path);
       return vol === null ? null : LibvirtVolume.wrap(this.#c, vol);
     });
+  }
+
+  onMigrationEvents(domain: Domain, handlers: MigrationEventHandlers): Promise<() => Promise<void>> {
+    if (!(domain instanceof LibvirtDomain)) {
+      return Promise.reject(new TypeError('onMigrationEvents needs a Domain from this libvirt binding'));
+    }
+    // libvirt keeps the domain's UUID to filter on, so the handle is only needed while registering.
+    return this.use((p) => domain.pinned((d) => this.#events.subscribe(this.#c, p, d, handlers)));
   }
 
   /** virConnectListAll*: libvirt hands over an array of new references, which we free() after copying. */

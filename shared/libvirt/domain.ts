@@ -183,6 +183,11 @@ export class LibvirtDomain extends NativeHandle<DomainPtr> implements Domain {
     });
   }
 
+  /** The pointer for `op`, which the handle cannot be released under (event registration). */
+  pinned<R>(op: (ptr: DomainPtr) => Promise<R>): Promise<R> {
+    return this.use(op);
+  }
+
   free(): void {
     void this.releaseHandle().catch(() => undefined);
   }

@@ -9,6 +9,9 @@
  * and an in-flight iteration keeps Node alive, so it stops with the last
  * connection. An iteration blocks in poll() until something happens; a
  * zero-delay virEventAddTimeout makes it return (LIBVIRT-FFI.md pitfall 5).
+ *
+ * Domain event callbacks are dispatched from inside an iteration, which is
+ * what fence() is for: see events.ts.
  */
 import type { CallbackPtr, LibvirtApi } from './ffi.js';
 
@@ -19,6 +22,8 @@ export class EventLoop {
   #wakeTimers: number[] = [];
   #iterations = 0;
   #failures = 0;
+  /** fence() callers, each waiting for the iteration count to reach `at`. */
+  #fences: { at: number; resolve: () => void }[] = [];
 
   constructor(
     private readonly api: LibvirtApi,
@@ -50,6 +55,21 @@ export class EventLoop {
     if (this.#users === 0 && this.#runner !== null) this.#wake();
   }
 
+  /**
+   * Resolves once an iteration that started after this call has ended, so
+   * whatever libvirt was dispatching when it was called is over (a callback
+   * already entered is not stopped by deregistering it). Immediately when
+   * the loop is not running: then nothing is being dispatched.
+   */
+  fence(): Promise<void> {
+    if (this.#runner === null) return Promise.resolve();
+    return new Promise((resolve) => {
+      // +2: the iteration in flight now counts once but started before us.
+      this.#fences.push({ at: this.#iterations + 2, resolve });
+      this.#wake();
+    });
+  }
+
   async #run(): Promise<void> {
     try {
       while (this.#users > 0) {
@@ -58,6 +78,7 @@ export class EventLoop {
         // touches these timers, so no lock order to get wrong.
         for (const t of this.#wakeTimers.splice(0)) this.api.virEventRemoveTimeout(t);
         this.#iterations++;
+        this.#settleFences();
         if (rc < 0) {
           // Not expected with the default impl; avoid spinning if it happens.
           this.#failures++;
@@ -68,7 +89,17 @@ export class EventLoop {
       }
     } finally {
       this.#runner = null;
+      for (const f of this.#fences.splice(0)) f.resolve(); // stopped: nothing can be dispatching
     }
+  }
+
+  #settleFences(): void {
+    if (this.#fences.length === 0) return;
+    const waiting = this.#fences.filter((f) => f.at > this.#iterations);
+    for (const f of this.#fences) if (f.at <= this.#iterations) f.resolve();
+    this.#fences = waiting;
+    // Otherwise the next iteration would sit in poll() until some unrelated event.
+    if (waiting.length > 0) this.#wake();
   }
 
   #iterate(): Promise<number> {

@@ -1,6 +1,6 @@
 /**
- * The only module that imports koffi: declarations of the libvirt C API we
- * use, and the few helpers that read libvirt-owned memory.
+ * With events.ts (domain events), the only module that imports koffi: the
+ * libvirt C API we use, and the few helpers that read libvirt-owned memory.
  *
  * koffi 3 gives every pointer as an untyped BigInt, and passing a domain
  * where a connection is expected crashes the process, so each handle kind

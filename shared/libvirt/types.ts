@@ -1,7 +1,7 @@
 /**
  * The libvirt port: the typed interfaces the rest of kvm-migrate talks to.
  *
- * Only `shared/libvirt/ffi.ts` and `shared/libvirt/binding.ts` know that koffi
+ * Only `shared/libvirt/ffi.ts`, `events.ts` and `binding.ts` know that koffi
  * exists. Stages, checks and the API depend on these interfaces, so unit tests
  * can hand them fakes and the lab can hand them real hosts.
  */
@@ -95,6 +95,21 @@ export interface Hypervisor {
   open(uri: string, opts?: OpenOptions): Promise<Connection>;
 }
 
+/**
+ * Handlers for Connection.onMigrationEvents. They run on the JS main thread,
+ * after libvirt's event loop has been released (never inside the native
+ * callback); none runs once unsubscribe has been called. A handler that
+ * throws raises an uncaught exception, as an EventEmitter listener would.
+ */
+export interface MigrationEventHandlers {
+  /** VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION: a new pass over memory started. */
+  iteration?: (iteration: number) => void;
+  /** VIR_DOMAIN_EVENT_ID_JOB_COMPLETED: final job statistics (same field names as jobStats().fields, e.g. 'downtime', 'data_total', 'time_elapsed'). */
+  jobCompleted?: (fields: Record<string, number | string>) => void;
+  /** VIR_DOMAIN_EVENT_ID_LIFECYCLE: event and detail numbers, plus the event name (e.g. 'suspended', 'resumed', 'stopped'). */
+  lifecycle?: (event: string, detail: number) => void;
+}
+
 export interface Connection {
   readonly uri: string;
   close(): Promise<void>;
@@ -123,6 +138,9 @@ export interface Connection {
   listPools(): Promise<StoragePool[]>;
   /** virStorageVolLookupByPath; null when no pool holds that path. */
   lookupVolumeByPath(path: string): Promise<StorageVolume | null>;
+
+  /** Subscribes to one domain's migration events; returns an unsubscribe function (idempotent). */
+  onMigrationEvents(domain: Domain, handlers: MigrationEventHandlers): Promise<() => Promise<void>>;
 }
 
 export interface Domain {
