@@ -151,3 +151,15 @@ describe('ETA and the copying message', async () => {
     expect(copyingMessage({ percent: 40, memoryBps: 8 * 2 ** 20, dirtyRateBps: 16 * 2 ** 20, iteration: 2 })).toBe('copying memory: 40%, 8 MiB/s, iteration 2, not converging yet: the guest dirties 16 MiB/s');
   });
 });
+
+describe('the summary of a completed migration', async () => {
+  const { summary } = await import('../worker/stages/migrate.js');
+  it.each([
+    [{ data_processed: 52_638_515, time_elapsed: 1980, downtime: 27 }, '50.2 MiB in 2.0 s, downtime 27 ms'],
+    [{ data_total: 2 ** 20 }, '1.0 MiB'],
+    [{ downtime: 5 }, 'downtime 5 ms'],
+    [{}, ''],
+  ])('%j → %s', (f, want) => {
+    expect(summary(f)).toBe(want);
+  });
+});

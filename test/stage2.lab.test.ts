@@ -76,6 +76,8 @@ describe('migrateMonitor over server-sent events', () => {
     expect(last.progress!.downtimeMs).toBeGreaterThan(0);
     expect(last.progress!.dataProcessed).toBeGreaterThan(48 * 2 ** 20);
     expect(last.policy.in_force?.bandwidth).toBe(16);
+    // The final figures came with libvirt's JOB_COMPLETED event.
+    expect(last.history.find((h) => h.stage === 'migrate' && h.event === 'done')?.detail).toMatch(/^libvirt reports the migration completed: [\d.]+ MiB in [\d.]+ s, downtime \d+ ms \(JOB_COMPLETED event\)$/);
   });
 });
 

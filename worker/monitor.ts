@@ -7,7 +7,7 @@
  */
 import type { Tuning } from '../shared/control.js';
 import type { InForce } from '../shared/job.js';
-import type { Domain } from '../shared/libvirt/types.js';
+import type { Connection, Domain } from '../shared/libvirt/types.js';
 import { decideConvergence, type ConvergencePolicy } from './policy/convergence.js';
 import { progressFrom } from './policy/progress.js';
 import type { StageContext } from './stages/stage.js';
@@ -42,14 +42,46 @@ export class MigrationMonitor {
     this.inForce = previous ?? { bandwidthMiBs: opts.bandwidthMiBs, maxDowntimeMs: null, operatorTuned: false };
   }
 
+  private unsubscribe: (() => Promise<void>) | null = null;
+  private completed: Promise<Record<string, number | string>> | null = null;
+
   start(): this {
     this.timer = setInterval(() => void this.tick(), this.ctx.config.worker.progress_interval);
     return this;
   }
 
-  stop(): void {
+  /**
+   * Also listens to libvirt's migration events on `conn`: a new iteration is
+   * sampled at once instead of at the next tick, and JOB_COMPLETED carries the
+   * final statistics (with the real downtime).
+   */
+  async listen(conn: Connection): Promise<void> {
+    let resolveCompleted!: (f: Record<string, number | string>) => void;
+    this.completed = new Promise((r) => (resolveCompleted = r));
+    this.unsubscribe = await conn.onMigrationEvents(this.domain, {
+      iteration: () => void this.tick(),
+      jobCompleted: (fields) => resolveCompleted(fields),
+    });
+  }
+
+  /** The JOB_COMPLETED statistics, waiting a little: the event may trail the migrate call. */
+  async finalStats(waitMs = 2000): Promise<Record<string, number | string> | null> {
+    if (!this.completed) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((r) => (timer = setTimeout(() => r(null), waitMs)));
+    try {
+      return await Promise.race([this.completed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    const off = this.unsubscribe;
+    this.unsubscribe = null;
+    await off?.().catch(() => undefined);
   }
 
   /** An operator's change: applied now if the job runs, else on the first sample that sees it. */

@@ -33,6 +33,7 @@ function monitorFor(ctx: StageContext, domain: Domain): MigrationMonitor {
 /** Waits for a libvirt job that is already running (after a worker restart) to end. */
 async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number): Promise<'ended' | 'timeout' | 'cancelled'> {
   const monitor = monitorFor(ctx, domain).start();
+  await monitor.listen(await ctx.source()).catch(() => undefined);
   const offTune = ctx.control.onTune((t) => void monitor.tune(t).catch(() => undefined));
   try {
     for (;;) {
@@ -48,7 +49,7 @@ async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number
     }
   } finally {
     offTune();
-    monitor.stop();
+    await monitor.stop();
   }
 }
 
@@ -92,6 +93,16 @@ function paramsFor(ctx: StageContext, persistentXml: string | null, bandwidthMiB
   if (bandwidthMiBs) p.bandwidthMiBs = bandwidthMiBs;
   if (ctx.request.compression === 'xbzrle') p.compression = ['xbzrle'];
   return p;
+}
+
+/** "50.2 MiB in 2.0 s, downtime 27 ms" */
+export function summary(f: Record<string, number | string>): string {
+  const n = (k: string) => (typeof f[k] === 'number' ? (f[k] as number) : undefined);
+  const bytes = n('data_processed') ?? n('data_total');
+  const ms = n('time_elapsed');
+  const downtime = n('downtime');
+  const copied = [bytes !== undefined ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : '', ms !== undefined ? `in ${(ms / 1000).toFixed(1)} s` : ''].filter(Boolean).join(' ');
+  return [copied, downtime !== undefined ? `downtime ${downtime} ms` : ''].filter(Boolean).join(', ');
 }
 
 async function completedStats(ctx: StageContext): Promise<Record<string, number | string> | undefined> {
@@ -156,6 +167,7 @@ export const migrateStage: Stage = {
     const cleanups: (() => void)[] = [];
     let stopped: 'cancelled' | 'timeout' | null = null;
     let failure: ErrorJSON | null = null;
+    let final: Record<string, number | string> | null = null;
     try {
       mconn = await ctx.hypervisor.open(request.sourceUri, { timeoutMs: ctx.config.libvirt.connect_timeout });
       mdom = await mconn.lookupDomain(request.vm);
@@ -173,8 +185,8 @@ export const migrateStage: Stage = {
       monitor.inForce.bandwidthMiBs = bandwidth;
       if (tuned.maxDowntimeMs !== undefined) await monitor.tune({ maxDowntimeMs: tuned.maxDowntimeMs });
       monitor.start();
+      await monitor.listen(source).catch((e) => ctx.log.warn({ err: errText(e) }, 'no migration events: sampling only'));
       const m = monitor;
-      cleanups.push(() => m.stop());
       cleanups.push(ctx.control.onTune((t) => void m.tune(t).catch((e) => ctx.log.warn({ err: errText(e) }, 'tuning failed'))));
       cleanups.push(
         ctx.control.onCancel(() => {
@@ -190,6 +202,9 @@ export const migrateStage: Stage = {
       }
     } finally {
       cleanups.forEach((c) => c());
+      // After a success, JOB_COMPLETED may trail the call: give it a moment before unsubscribing.
+      final = !failure && monitor ? await monitor.finalStats() : null;
+      await monitor?.stop();
       mdom?.free();
       domain.free();
       await mconn?.close().catch(() => undefined);
@@ -198,7 +213,8 @@ export const migrateStage: Stage = {
     const endedAt = ctx.clock.now().toISOString();
     const inForce = monitor ? { ...monitor.inForce } : undefined;
     if (failure) return { next: 'recover', error: failure, results: { migrate: { startedAt, endedAt, outcome: 'failed', error: failure, ...(inForce ? { inForce } : {}) } }, detail: failure.reason };
-    const stats = await completedStats(ctx);
-    return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed', ...(stats ? { stats } : {}), ...(inForce ? { inForce } : {}) } }, detail: 'libvirt reports the migration completed' };
+    const stats = final ?? (await completedStats(ctx));
+    const detail = `libvirt reports the migration completed${stats ? `: ${summary(stats)}` : ''}${final ? ' (JOB_COMPLETED event)' : ''}`;
+    return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed', ...(stats ? { stats } : {}), ...(inForce ? { inForce } : {}) } }, detail };
   },
 };
