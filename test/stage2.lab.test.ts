@@ -183,3 +183,29 @@ describe('convergence', () => {
     expect(task.policy.in_force!.max_downtime!).toBeGreaterThan(300);
   });
 });
+
+describe('auto-converge and compression', () => {
+  it('are accepted by libvirt with tunnelled transport and the migration finishes', async () => {
+    await resetGuest(GUEST_TINY);
+    const post = await api(svc.url, 'POST', `/vms/${GUEST_TINY}/migrate`, { remote_host: dest(), auto_converge: true, compression: 'xbzrle' });
+    expect(post.status).toBe(202);
+    expect(post.body.policy).toMatchObject({ auto_converge: true, compression: 'xbzrle' });
+    const task = await waitTask(svc.url, post.body.id, 60_000);
+    expect(task.error).toBeNull();
+    expect(task.status).toBe('finished');
+    expect(await onHost2((c) => stateOn(c, GUEST_TINY))).toEqual({ state: 'running', persistent: true });
+  });
+
+  it('refuse what tunnelled transport cannot do, saying why', async () => {
+    for (const [body, why] of [
+      [{ post_copy: true }, /post-copy is not available with tunnelled transport/],
+      [{ compression: 'zstd' }, /"xbzrle" or "none"/],
+      [{ max_downtime: 50 }, /'max_downtime' must be a whole number of milliseconds from 100/],
+      [{ deadline_action: 'postcopy' }, /"abort".*or "pause"/],
+    ] as const) {
+      const r = await api(svc.url, 'POST', `/vms/${GUEST_TINY}/migrate`, { remote_host: dest(), ...body });
+      expect(r.status).toBe(400);
+      expect(r.body.reason).toMatch(why);
+    }
+  });
+});
