@@ -10,6 +10,7 @@ COPY api ./api
 COPY worker ./worker
 COPY shared ./shared
 COPY bin ./bin
+COPY cli ./cli
 # The demo and the lab are development tools and stay out of the image.
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
 

@@ -70,6 +70,9 @@ describe('docker-compose.yml', () => {
       expect(help.status).toBe(0);
       expect(help.stdout).toMatch(/^Usage: kvm-migrate-/);
     }
+    const cli = spawnSync(process.execPath, [join(dir, 'dist/bin/kvm-migrate.js'), '--help'], { cwd: dir, encoding: 'utf8' });
+    expect(cli.status).toBe(0);
+    expect(cli.stdout).toMatch(/^Usage: kvm-migrate \[--api URL\]/);
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 });
