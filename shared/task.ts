@@ -34,6 +34,8 @@ export interface MigrationProgress {
   dirtyRateBps?: number;
   /** Seconds left at the measured rates; absent while the copy does not converge. */
   etaSeconds?: number;
+  /** false while what is left does not shrink from pass to pass (or the guest dirties faster than the link copies). */
+  converging?: boolean;
   /** Real downtime libvirt measured, once the migration completed. */
   downtimeMs?: number;
 }
@@ -117,6 +119,7 @@ export function copyingMessage(p: MigrationProgress): string {
   if (p.iteration) parts.push(`iteration ${p.iteration}`);
   if (p.etaSeconds !== undefined) parts.push(`about ${p.etaSeconds} s left`);
   else if (p.memoryBps && p.dirtyRateBps && p.dirtyRateBps >= p.memoryBps) parts.push(`not converging yet: the guest dirties ${Math.round(p.dirtyRateBps / 1048576)} MiB/s`);
+  else if (p.converging === false) parts.push('not converging yet: what is left does not shrink from pass to pass');
   return parts.join(', ');
 }
 

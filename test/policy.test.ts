@@ -163,3 +163,28 @@ describe('the summary of a completed migration', async () => {
     expect(summary(f)).toBe(want);
   });
 });
+
+describe('convergence evidence', async () => {
+  const { converging, progressFrom } = await import('../worker/policy/progress.js');
+  const floors = (xs: [number, number][]) => new Map(xs);
+  it.each([
+    [floors([]), 1, true],
+    [floors([[1, 40]]), 2, true],
+    [floors([[1, 40], [2, 30]]), 3, true],
+    [floors([[1, 40], [2, 40]]), 3, false],
+    [floors([[1, 40], [2, 45], [3, 20]]), 4, true],
+    [floors([[1, 40], [2, 45], [3, 50]]), 4, false],
+  ])('%j at iteration %i → %s', (f, iteration, want) => {
+    expect(converging(f, iteration)).toBe(want);
+  });
+  it('gives no ETA while the copy does not converge, whatever the dirty rate says', () => {
+    const fields = { data_processed: 60, data_remaining: 40, memory_bps: 16 * 2 ** 20, memory_dirty_rate: 10, memory_page_size: 4096 };
+    expect(progressFrom(fields, 0, true).etaSeconds).toBe(1);
+    expect(progressFrom(fields, 0, false).etaSeconds).toBeUndefined();
+    expect(progressFrom(fields, 0, false).converging).toBe(false);
+  });
+  it('says so in the message', async () => {
+    const { copyingMessage } = await import('../shared/task.js');
+    expect(copyingMessage({ percent: 80, memoryBps: 16 * 2 ** 20, iteration: 4, converging: false })).toBe('copying memory: 80%, 16 MiB/s, iteration 4, not converging yet: what is left does not shrink from pass to pass');
+  });
+});

@@ -9,7 +9,7 @@ import type { Tuning } from '../shared/control.js';
 import type { InForce } from '../shared/job.js';
 import type { Connection, Domain } from '../shared/libvirt/types.js';
 import { decideConvergence, type ConvergencePolicy } from './policy/convergence.js';
-import { progressFrom } from './policy/progress.js';
+import { converging, progressFrom } from './policy/progress.js';
 import type { StageContext } from './stages/stage.js';
 
 /** libvirt's "unlimited" bandwidth for virDomainMigrateSetMaxSpeed (QEMU_DOMAIN_MIG_BANDWIDTH_MAX). */
@@ -30,6 +30,8 @@ export class MigrationMonitor {
   private percent: number;
   private jobSeen = false;
   private pendingTune: Tuning | null = null;
+  /** Lowest data remaining seen in each iteration: the convergence evidence. */
+  private readonly floors = new Map<number, number>();
   readonly inForce: InForce;
 
   constructor(
@@ -130,7 +132,10 @@ export class MigrationMonitor {
         }
       }
       await this.applyTune();
-      const p = progressFrom(stats.fields, this.percent);
+      const iteration = typeof stats.fields.memory_iteration === 'number' ? stats.fields.memory_iteration : 0;
+      const remaining = stats.fields.data_remaining;
+      if (typeof remaining === 'number') this.floors.set(iteration, Math.min(remaining, this.floors.get(iteration) ?? Infinity));
+      const p = progressFrom(stats.fields, this.percent, converging(this.floors, iteration));
       this.percent = p.percent;
       await this.ctx.progress(p);
       if (!this.inForce.operatorTuned) await this.converge(p.iteration ?? 0, p.elapsedMs ?? 0, p.dataTotal ?? 0);

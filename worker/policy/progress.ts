@@ -9,7 +9,7 @@ import type { MigrationProgress } from '../../shared/task.js';
 type Fields = Record<string, number | string>;
 const num = (f: Fields, k: string): number | undefined => (typeof f[k] === 'number' ? (f[k] as number) : undefined);
 
-export function progressFrom(fields: Fields, previousPercent: number): MigrationProgress {
+export function progressFrom(fields: Fields, previousPercent: number, converging = true): MigrationProgress {
   const processed = num(fields, 'data_processed');
   const remaining = num(fields, 'data_remaining');
   const total = num(fields, 'data_total');
@@ -29,8 +29,9 @@ export function progressFrom(fields: Fields, previousPercent: number): Migration
   if (elapsed !== undefined) p.elapsedMs = elapsed;
   const dirtyPages = num(fields, 'memory_dirty_rate');
   if (dirtyPages !== undefined) p.dirtyRateBps = dirtyPages * (num(fields, 'memory_page_size') ?? 4096);
-  const eta = etaSeconds(remaining, bps, p.dirtyRateBps);
+  const eta = converging ? etaSeconds(remaining, bps, p.dirtyRateBps) : null;
   if (eta !== null) p.etaSeconds = eta;
+  if (!converging || (bps && p.dirtyRateBps !== undefined && p.dirtyRateBps >= bps)) p.converging = false;
   return p;
 }
 
@@ -54,4 +55,18 @@ export function finalProgress(fields: Fields): MigrationProgress {
   const downtime = num(fields, 'downtime');
   if (downtime !== undefined) out.downtimeMs = downtime;
   return out;
+}
+
+/**
+ * Whether the copy converges, judged by what is left at the end of each pass
+ * (the lowest "remaining" seen in it): it must shrink from pass to pass.
+ * libvirt's dirty rate alone is not enough: it counts distinct pages per pass,
+ * so a guest rewriting a small region fast looks tame. `floors[i]` is the
+ * lowest remaining seen in iteration i; the current, unfinished pass is not judged.
+ */
+export function converging(floors: ReadonlyMap<number, number>, iteration: number): boolean {
+  const a = floors.get(iteration - 2);
+  const b = floors.get(iteration - 1);
+  if (a === undefined || b === undefined) return true; // not enough passes to judge yet
+  return b < a;
 }
