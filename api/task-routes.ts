@@ -76,11 +76,14 @@ export function addTaskRoutes(app: Express, deps: ApiDeps): void {
     '/tasks/:id/events',
     wrap(async (req, res) => {
       const id = String(req.params.id);
+      // Watch for the client going away before anything is awaited, or a stream could outlive it.
+      let open = true;
+      res.on('close', () => (open = false));
       const first = await tasks.get(id);
       if (!first) throw migrationError('TASK_NOT_FOUND', { id: id.slice(0, 64) });
+      if (!open) return;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       let last = '';
-      let open = true;
       const send = (t: Task) => {
         const json = JSON.stringify(t);
         if (json === last) return;
@@ -88,7 +91,6 @@ export function addTaskRoutes(app: Express, deps: ApiDeps): void {
         res.write(`event: task\nid: ${Date.now()}\ndata: ${json}\n\n`);
       };
       const heartbeat = setInterval(() => res.write(': alive\n\n'), STREAM_HEARTBEAT_MS);
-      req.on('close', () => (open = false));
       try {
         // A late client gets the current state first, then every change until the end.
         let task: Task | null = first;

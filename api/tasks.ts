@@ -84,10 +84,17 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     const raw = await redis(() => client.get(tombKey(id)));
     return raw ? (JSON.parse(raw) as Task) : null;
   };
-  const get = async (id: string): Promise<Task | null> => {
-    if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) return null;
+  // Task ids are the UUIDs enqueue makes; anything else (BullMQ's own key names too) is no task.
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  const jobOf = async (id: string) => {
+    if (!UUID.test(id)) return null;
     const job = await redis(() => queue.getJob(id));
-    return job ? redis(() => snapshot(job)) : tomb(id);
+    return job?.data?.request ? job : null;
+  };
+  const get = async (id: string): Promise<Task | null> => {
+    const job = await jobOf(id);
+    if (job) return redis(() => snapshot(job));
+    return UUID.test(id) ? tomb(id) : null;
   };
   const ended = (t: Task, what: string) => migrationError('TASK_ENDED', { id: t.id, status: t.status, what });
   return {
@@ -110,16 +117,23 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       return redis(() => queue.getDeduplicationJobId(vmLockKey(sourceUri, vm)));
     },
     async cancel(id, now) {
-      const job = await redis(() => queue.getJob(id));
+      const job = await jobOf(id);
       if (!job) {
-        const t = await tomb(id);
+        const t = UUID.test(id) ? await tomb(id) : null;
         if (t) throw ended(t, 'cancel');
         throw migrationError('TASK_NOT_FOUND', { id: id.slice(0, 64) });
       }
       const state = await redis(() => job.getState());
       const task = await redis(() => snapshot(job, state));
       if (TERMINAL.has(task.status)) throw ended(task, 'cancel');
-      if (state === 'waiting' || state === 'delayed' || state === 'prioritized') {
+      const cp = job.data.checkpoint;
+      // Past the copy, a cancel cannot change the outcome; say so instead of promising "killed".
+      if (cp?.step === 'recover' || cp?.step === 'finish') throw migrationError('CANCEL_TOO_LATE', { id, stage: cp.step });
+      // Only a job that never started a stage may simply leave the queue. One that did
+      // (a crashed worker's, or one waiting to retry) may have moved the guest: a worker
+      // must pick it up, abort what runs and recover.
+      const started = cp?.history.some((h) => h.event === 'start') ?? false;
+      if (!started && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
         // Not started: take it out of the queue. A worker that grabbed it meanwhile holds
         // its lock and the removal fails; then it is cancelled like a running one.
         const removed = await redis(() => job.remove().then(() => true, () => false));
@@ -135,6 +149,8 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
         }
       }
       await redis(() => requestCancel(client, prefix, id, keep));
+      // A job waiting out a retry delay is brought forward so the cancel is acted on now.
+      if (state === 'delayed') await redis(() => job.promote()).catch(() => undefined);
       return task;
     },
     async tune(id, tuning) {

@@ -174,7 +174,7 @@ async function cancel(ctx: Ctx, target: string, o: Options): Promise<number> {
   else {
     const which = `task ${t.id}${t.vm ? ` (${t.vm}${t.destination?.host ? ` to ${t.destination.host}` : ''})` : ''}`;
     // A migration still queued is over at once (200, killed); a running one is stopped by its worker (202).
-    if (t.status === 'running') print(ctx, `Cancel requested for ${which}.\nThe guest stays on the source. Follow it to the end: kvm-migrate watch ${t.id}`);
+    if (t.status === 'running') print(ctx, `Cancel requested for ${which}: the worker aborts the copy and keeps the guest on the source.\nFollow it to the end: kvm-migrate watch ${t.id}`);
     else print(ctx, `Cancelled ${which} before it started: the task is ${t.status}.`);
   }
   return EXIT.OK;

@@ -28,6 +28,7 @@ export const Catalogue = {
   SOURCE_UNAVAILABLE: def('KMIG0005E', 503, true, (p) => `The source libvirt host cannot be reached right now: ${p.detail}`),
   QUEUE_UNAVAILABLE: def('KMIG0006E', 503, true, (p) => `The migration queue (Redis) cannot be reached right now: ${p.detail}`),
   TASK_ENDED: def('KMIG0010E', 409, false, (p) => `Task ${p.id} already ended (${p.status}); there is nothing to ${p.what}`),
+  CANCEL_TOO_LATE: def('KMIG0012E', 409, false, (p) => `Task ${p.id} can no longer be cancelled: it is in stage ${p.stage}, reconciling a migration that already completed or failed`),
   NO_ACTIVE_MIGRATION: def('KMIG0011E', 404, false, (p) => `Virtual machine ${p.name} has no queued or running migration`),
   ROUTE_NOT_FOUND: def('KMIG0008E', 404, false, (p) => `No such resource: ${p.method} ${p.path}`),
   BODY_TOO_LARGE: def('KMIG0009E', 413, false, () => 'The request body is too large'),

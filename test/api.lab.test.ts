@@ -64,6 +64,12 @@ describe('POST /vms/:name/migrate: bad input changes nothing', () => {
 
   it('answers 404 with a code for unknown tasks and routes', async () => {
     expect((await api(svc.url, 'GET', '/tasks/00000000-0000-0000-0000-000000000000')).body.code).toBe('KMIG0004E');
+    // Queue-internal key names are no task ids.
+    for (const [method, path] of [['GET', '/tasks/meta'], ['DELETE', '/tasks/meta'], ['GET', '/tasks/meta/events'], ['PATCH', '/tasks/meta']] as const) {
+      const r = await api(svc.url, method, path, method === 'PATCH' ? { bandwidth: 5 } : undefined);
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(r.body.code).toBe('KMIG0004E');
+    }
     const r = await api(svc.url, 'GET', '/nope');
     expect(r.status).toBe(404);
     expect(r.body.code).toBe('KMIG0008E');

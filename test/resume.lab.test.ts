@@ -98,3 +98,43 @@ describe('a transient fault', () => {
     }
   });
 });
+
+describe('a cancel for a job whose worker died mid-copy', () => {
+  it('does not just drop the job: the next worker aborts the still-running copy, recovers, and the task ends killed', async () => {
+    await resetGuest(GUEST_DIRTY, { dirtyRateMiBs: 64 });
+    const crashy = await startService({
+      KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1'),
+      KVM_MIGRATE_MIGRATION_MAX_BANDWIDTH: '8',
+      KVM_MIGRATE_WORKER_LOCK_DURATION: '4000',
+      KVM_MIGRATE_WORKER_STALLED_INTERVAL: '1000',
+    });
+    try {
+      const post = await api(crashy.url, 'POST', `/vms/${GUEST_DIRTY}/migrate`, { remote_host: hostAddress('host2') });
+      const id = post.body.id;
+      await waitFor('memory copy under way', async () => {
+        const t: Task = (await api(crashy.url, 'GET', `/tasks/${id}`)).body;
+        return t.stage === 'migrate' && (t.progress?.percent ?? 0) > 2;
+      }, 30_000, 100);
+      const [first] = crashy.workers;
+      first!.kill('SIGKILL');
+      await new Promise((r) => first!.once('exit', r));
+      // No worker holds the job now; the libvirt copy goes on. The cancel waits in Redis.
+      const del = await api(crashy.url, 'DELETE', `/tasks/${id}`);
+      expect(del.status).toBe(202);
+      await crashy.startWorker();
+      const task = await waitTask(crashy.url, id, 60_000);
+      expect(task.status).toBe('killed');
+      expect(task.error?.code).toBe('KMIG0204E');
+      expect(task.history.some((h) => h.stage === 'recover' && h.event === 'done')).toBe(true);
+      expect(await stateOn(h1, GUEST_DIRTY)).toEqual({ state: 'running', persistent: true });
+      const h2 = await hv.open(hostUri('host2'));
+      try {
+        expect(await stateOn(h2, GUEST_DIRTY)).toBeNull();
+      } finally {
+        await h2.close();
+      }
+    } finally {
+      await crashy.stop();
+    }
+  });
+});

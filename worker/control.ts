@@ -16,6 +16,8 @@ export interface JobControl {
   onTune(cb: (t: Tuning) => void): () => void;
   /** Tuning requested so far (including before this worker picked the job up). */
   requestedTune(): Promise<Tuning>;
+  /** Looks at the persistent cancel mark again, in case a message was missed. */
+  refresh(): Promise<void>;
 }
 
 /** A control for jobs run without a bus (unit tests): never cancelled, never tuned. */
@@ -24,12 +26,19 @@ export const noControl: JobControl = {
   onCancel: () => () => undefined,
   onTune: () => () => undefined,
   requestedTune: async () => ({}),
+  refresh: async () => undefined,
 };
 
 class Handle extends EventEmitter implements JobControl {
   cancelled = false;
-  constructor(private readonly readTuning: () => Promise<Tuning>) {
+  constructor(
+    private readonly readTuning: () => Promise<Tuning>,
+    private readonly readCancelled: () => Promise<boolean>,
+  ) {
     super();
+  }
+  async refresh() {
+    if (!this.cancelled && (await this.readCancelled().catch(() => false))) this.cancel();
   }
   cancel() {
     if (this.cancelled) return;
@@ -76,15 +85,20 @@ export class ControlBus {
 
   /** The control of a job this process starts running; reads the persistent cancel mark first. */
   async attach(jobId: string): Promise<JobControl> {
-    const h = new Handle(() => readTune(this.redis, this.prefix, jobId));
+    const h = new Handle(
+      () => readTune(this.redis, this.prefix, jobId),
+      () => isCancelled(this.redis, this.prefix, jobId),
+    );
     this.handles.set(jobId, h);
     if (await isCancelled(this.redis, this.prefix, jobId)) h.cancel();
     return h;
   }
 
-  detach(jobId: string): void {
-    this.handles.get(jobId)?.removeAllListeners();
-    this.handles.delete(jobId);
+  /** Forgets a run's control; only that run's, should the job already run here again. */
+  detach(jobId: string, control: JobControl): void {
+    const h = this.handles.get(jobId);
+    (control as Handle).removeAllListeners?.();
+    if (h === control) this.handles.delete(jobId);
   }
 
   async stop(): Promise<void> {

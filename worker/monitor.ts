@@ -32,6 +32,7 @@ export class MigrationMonitor {
   private pendingTune: Tuning | null = null;
   /** Lowest data remaining seen in each iteration: the convergence evidence. */
   private readonly floors = new Map<number, number>();
+  private lastStep: { iteration: number; elapsedMs: number } | null = null;
   readonly inForce: InForce;
 
   constructor(
@@ -78,6 +79,15 @@ export class MigrationMonitor {
     }
   }
 
+  private abortRequested = false;
+  private ticks = 0;
+
+  /** Aborts the libvirt job now, and again on every sample while it still runs (it may not exist yet). */
+  requestAbort(): void {
+    this.abortRequested = true;
+    void this.domain.abortJob().catch(() => undefined);
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
@@ -121,8 +131,14 @@ export class MigrationMonitor {
     if (this.busy) return;
     this.busy = true;
     try {
+      // Every few seconds, look at the persistent cancel mark too: a pub/sub message can be lost.
+      if (++this.ticks % 10 === 0) await this.ctx.control.refresh();
       const stats = await this.domain.jobStats();
       if (stats.type !== 'unbounded' && stats.type !== 'bounded') return;
+      if (this.abortRequested) {
+        await this.domain.abortJob().catch(() => undefined);
+        return;
+      }
       if (!this.jobSeen) {
         this.jobSeen = true;
         if (this.opts.startDowntimeMs !== null && this.inForce.maxDowntimeMs === null) {
@@ -148,8 +164,9 @@ export class MigrationMonitor {
 
   private async converge(iteration: number, elapsedMs: number, dataTotalBytes: number): Promise<void> {
     const current = this.inForce.maxDowntimeMs ?? this.opts.startDowntimeMs ?? 300;
-    const a = decideConvergence({ iteration, elapsedMs, dataTotalBytes, currentMs: current }, { ...this.opts.convergence, startMs: this.opts.startDowntimeMs ?? 300 });
+    const a = decideConvergence({ iteration, elapsedMs, dataTotalBytes, currentMs: current, lastStep: this.lastStep }, { ...this.opts.convergence, startMs: this.opts.startDowntimeMs ?? 300 });
     if (a.kind !== 'raise') return;
+    this.lastStep = { iteration, elapsedMs };
     await this.domain.migrateSetMaxDowntime(a.downtimeMs);
     this.inForce.maxDowntimeMs = a.downtimeMs;
     await this.record(a.reason);

@@ -56,8 +56,9 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       const ac = new AbortController();
       bullSignal?.addEventListener('abort', () => ac.abort());
       running.set(String(job.id), ac);
-      const control = await deps.control.attach(String(job.id));
+      let control: JobControl | null = null;
       try {
+        control = await deps.control.attach(String(job.id));
         const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log });
         log.info({ job: job.id, vm: job.data.request.vm }, 'migration finished');
         return { step: cp.step };
@@ -69,7 +70,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
         throw e;
       } finally {
         running.delete(String(job.id));
-        deps.control.detach(String(job.id));
+        if (control) deps.control.detach(String(job.id), control);
       }
     },
     {

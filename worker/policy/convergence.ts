@@ -23,6 +23,8 @@ export interface ConvergenceSample {
   dataTotalBytes: number;
   /** Downtime in force now (ms). */
   currentMs: number;
+  /** When the previous step was taken, if one was. */
+  lastStep: { iteration: number; elapsedMs: number } | null;
 }
 
 export type ConvergenceAction = { kind: 'none'; reason: string } | { kind: 'raise'; downtimeMs: number; step: number; reason: string };
@@ -47,23 +49,25 @@ export function stepDelayMs(dataTotalBytes: number, perGiBMs: number): number {
 /**
  * Decides whether to raise the downtime now. The first pass copies
  * everything once and says nothing about convergence, so no step is taken
- * before iteration 2; after that, one step per further iteration, and never
- * sooner than the step delay allows.
+ * before iteration 2; after that at most one step per iteration, and never
+ * sooner than the step delay after the previous step (or the start). The
+ * step goes to the next scheduled value above what is in force, so an
+ * operator's higher value is never lowered.
  */
 export function decideConvergence(s: ConvergenceSample, p: ConvergencePolicy): ConvergenceAction {
   const schedule = downtimeSchedule(p);
   if (!schedule.length) return { kind: 'none', reason: 'no schedule: the start is at or above the ceiling' };
   if (s.iteration < 2) return { kind: 'none', reason: 'first pass' };
-  const byIteration = s.iteration - 1;
-  const byTime = Math.floor(s.elapsedMs / stepDelayMs(s.dataTotalBytes, p.stepDelayPerGiBMs));
-  const step = Math.min(schedule.length, byIteration, byTime);
-  if (step < 1) return { kind: 'none', reason: 'too early for a step' };
-  const target = schedule[step - 1]!;
-  if (target <= s.currentMs) return { kind: 'none', reason: `already at ${s.currentMs} ms` };
+  if (s.lastStep && s.iteration <= s.lastStep.iteration) return { kind: 'none', reason: 'one step per iteration' };
+  const delay = stepDelayMs(s.dataTotalBytes, p.stepDelayPerGiBMs);
+  if (s.elapsedMs - (s.lastStep?.elapsedMs ?? 0) < delay) return { kind: 'none', reason: 'too early for a step' };
+  const index = schedule.findIndex((v) => v > s.currentMs);
+  if (index < 0) return { kind: 'none', reason: `already at ${s.currentMs} ms, the ceiling or above` };
+  const target = schedule[index]!;
   return {
     kind: 'raise',
     downtimeMs: target,
-    step,
-    reason: `iteration ${s.iteration} after ${(s.elapsedMs / 1000).toFixed(1)} s without converging: max downtime ${s.currentMs} → ${target} ms (step ${step} of ${schedule.length})`,
+    step: index + 1,
+    reason: `iteration ${s.iteration} after ${(s.elapsedMs / 1000).toFixed(1)} s without converging: max downtime ${s.currentMs} → ${target} ms (step ${index + 1} of ${schedule.length})`,
   };
 }

@@ -33,17 +33,28 @@ function monitorFor(ctx: StageContext, domain: Domain): MigrationMonitor {
 /** Waits for a libvirt job that is already running (after a worker restart) to end. */
 async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number): Promise<'ended' | 'timeout' | 'cancelled'> {
   const monitor = monitorFor(ctx, domain).start();
-  await monitor.listen(await ctx.source()).catch(() => undefined);
+  // Subscribe first, then read what was asked while no worker held the job: nothing falls between.
   const offTune = ctx.control.onTune((t) => void monitor.tune(t).catch(() => undefined));
+  await monitor.tune(await ctx.control.requestedTune()).catch(() => undefined);
+  await monitor.listen(await ctx.source()).catch(() => undefined);
+  let paused = ctx.checkpoint.results.migrate?.paused === true;
   try {
     for (;;) {
       if (ctx.signal.aborted) throw migrationError('TRANSIENT', { detail: 'stopped watching the running migration: this worker lost the job' });
       const stats = await domain.jobStats().catch(() => ({ type: 'none' as const, fields: {} }));
       if (stats.type !== 'unbounded' && stats.type !== 'bounded') return 'ended';
-      const cancelled = ctx.control.cancelled;
-      if (cancelled || ctx.clock.now().getTime() > deadline) {
-        await domain.abortJob().catch(() => undefined);
-        return cancelled ? 'cancelled' : 'timeout';
+      const now = ctx.clock.now().getTime();
+      if (ctx.control.cancelled) {
+        monitor.requestAbort();
+        return 'cancelled';
+      }
+      // The same deadline action as a first run: pause (once), abort only after the grace.
+      if (now > deadline && ctx.request.deadlineAction === 'pause' && !paused) {
+        paused = true;
+        await pauseForCompletion(ctx, domain);
+      } else if (now > deadline + (ctx.request.deadlineAction === 'pause' ? ABORT_GRACE_MS / 2 : 0)) {
+        monitor.requestAbort();
+        return 'timeout';
       }
       await new Promise((r) => setTimeout(r, ctx.config.worker.progress_interval));
     }
@@ -51,6 +62,12 @@ async function waitForJobEnd(ctx: StageContext, domain: Domain, deadline: number
     offTune();
     await monitor.stop();
   }
+}
+
+async function pauseForCompletion(ctx: StageContext, domain: Domain): Promise<void> {
+  await domain.suspend();
+  await ctx.save({ migrate: { paused: true } });
+  await ctx.note('migrate', `deadline of ${ctx.request.timeoutSeconds} s reached: paused the guest so the copy completes`);
 }
 
 function failureFor(ctx: StageContext, why: 'cancelled' | 'timeout' | 'error', detail = ''): ErrorJSON {
@@ -76,7 +93,8 @@ async function resume(ctx: StageContext, startedAt: string): Promise<StageOutcom
   const where = await observePlacement(ctx);
   const endedAt = ctx.clock.now().toISOString();
   if (where.on === 'destination') return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed' } }, detail: 're-attached: the guest already runs on the destination' };
-  const error = failureFor(ctx, ended === 'ended' ? 'error' : ended, 'the worker running it stopped before the migration completed');
+  const why = ctx.control.cancelled ? 'cancelled' : ended === 'ended' ? 'error' : ended;
+  const error = failureFor(ctx, why, 'the worker running it stopped before the migration completed');
   return { next: 'recover', error, results: { migrate: { startedAt, endedAt, outcome: 'failed', error } }, detail: `resumed: guest on ${where.on}` };
 }
 
@@ -134,11 +152,7 @@ function armDeadline(ctx: StageContext, domain: Domain, onAbort: (why: 'timeout'
         ctx.log.warn({ vm: request.vm }, 'deadline reached: aborting the libvirt job');
         return abort();
       }
-      void domain
-        .suspend()
-        .then(() => ctx.save({ migrate: { paused: true } }))
-        .then(() => ctx.note('migrate', `deadline of ${request.timeoutSeconds} s reached: paused the guest so the copy completes`))
-        .catch((e) => ctx.log.error({ err: errText(e) }, 'pause failed'));
+      void pauseForCompletion(ctx, domain).catch((e) => ctx.log.error({ err: errText(e) }, 'pause failed'));
       timers.push(setTimeout(abort, ABORT_GRACE_MS / 2));
     }, request.timeoutSeconds * 1000),
   );
@@ -174,31 +188,34 @@ export const migrateStage: Stage = {
       if (!mdom) throw migrationError('VM_NOT_FOUND', { name: request.vm });
       // Read just before migrating and never stored: the secure XML may hold console passwords.
       const persistentXml = ctx.checkpoint.results.connect?.persistent ? await mdom.xml({ migratable: true, secure: true, inactive: true }) : null;
-      // Tuning asked for while the job waited applies from the start.
-      const tuned = await ctx.control.requestedTune();
-      const bandwidth = tuned.bandwidth !== undefined ? (tuned.bandwidth === 'unlimited' ? null : tuned.bandwidth) : (ctx.checkpoint.results.prepare?.bandwidthMiBs ?? null);
-      // Everything above changed nothing, so a failure there is simply retried.
-      // From here on the checkpoint says "started", and a resumed stage looks before it acts.
-      startedAt = ctx.clock.now().toISOString();
-      await ctx.save({ migrate: { startedAt } }, { event: 'step', detail: `libvirt migration to ${request.destinationUri} started` });
-      monitor = monitorFor(ctx, domain);
-      monitor.inForce.bandwidthMiBs = bandwidth;
-      if (tuned.maxDowntimeMs !== undefined) await monitor.tune({ maxDowntimeMs: tuned.maxDowntimeMs });
-      monitor.start();
-      await monitor.listen(source).catch((e) => ctx.log.warn({ err: errText(e) }, 'no migration events: sampling only'));
-      const m = monitor;
+      // Listen before reading what was asked while the job waited: nothing falls between.
+      const m = monitorFor(ctx, domain);
+      monitor = m;
       cleanups.push(ctx.control.onTune((t) => void m.tune(t).catch((e) => ctx.log.warn({ err: errText(e) }, 'tuning failed'))));
       cleanups.push(
         ctx.control.onCancel(() => {
           stopped = 'cancelled';
-          void domain.abortJob().catch((e) => ctx.log.error({ err: errText(e) }, 'abort on cancel failed'));
+          m.requestAbort();
         }),
       );
+      const tuned = await ctx.control.requestedTune();
+      const bandwidth = tuned.bandwidth !== undefined ? (tuned.bandwidth === 'unlimited' ? null : tuned.bandwidth) : (ctx.checkpoint.results.prepare?.bandwidthMiBs ?? null);
+      m.inForce.bandwidthMiBs = bandwidth;
+      // Everything above changed nothing, so a failure there is simply retried.
+      // From here on the checkpoint says "started", and a resumed stage looks before it acts.
+      startedAt = ctx.clock.now().toISOString();
+      await ctx.save({ migrate: { startedAt } }, { event: 'step', detail: `libvirt migration to ${request.destinationUri} started` });
+      // An operator's earlier request is theirs: recorded, and it stops automatic steps.
+      if (tuned.bandwidth !== undefined || tuned.maxDowntimeMs !== undefined) await m.tune(tuned);
+      m.start();
+      await m.listen(source).catch((e) => ctx.log.warn({ err: errText(e) }, 'no migration events: sampling only'));
       cleanups.push(armDeadline(ctx, domain, (why) => (stopped ??= why)));
       try {
+        // A cancel that came while the job was being set up: no libvirt job yet, so do not start one.
+        if (ctx.control.cancelled) throw migrationError('CANCELLED', { name: request.vm });
         await mdom.migrateToURI3(request.destinationUri, paramsFor(ctx, persistentXml, bandwidth), flagsFor(ctx, flags));
       } catch (e) {
-        failure = failureFor(ctx, stopped ?? 'error', errText(e));
+        failure = failureFor(ctx, ctx.control.cancelled ? 'cancelled' : (stopped ?? 'error'), errText(e));
       }
     } finally {
       cleanups.forEach((c) => c());
