@@ -107,8 +107,9 @@ describe('migrateCancel', () => {
     const idle = await startService({ KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1') }, 0);
     try {
       const post = await api(idle.url, 'POST', `/vms/${GUEST_TINY}/migrate`, { remote_host: dest() });
+      expect(post.status, JSON.stringify(post.body)).toBe(202);
       const cancel = await api(idle.url, 'POST', `/vms/${GUEST_TINY}/migrate_cancel`);
-      expect(cancel.status).toBe(200);
+      expect(cancel.status, JSON.stringify(cancel.body)).toBe(200);
       expect(cancel.body).toMatchObject({ id: post.body.id, status: 'killed' });
       expect((await api(idle.url, 'GET', `/tasks/${post.body.id}`)).body.status).toBe('killed');
       expect((await api(idle.url, 'GET', '/tasks?status=killed')).body).toHaveLength(1);

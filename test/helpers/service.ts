@@ -61,6 +61,8 @@ export async function startService(extraEnv: Record<string, string> = {}, worker
     KVM_MIGRATE_LOG_LEVEL: 'info',
     KVM_MIGRATE_RETRY_BACKOFF: '200',
     UV_THREADPOOL_SIZE: '16',
+    // Two cores shared with several TCG guests: give libvirt room before calling it unreachable.
+    KVM_MIGRATE_LIBVIRT_LOOKUP_TIMEOUT: '10000',
     ...extraEnv,
   };
   const api = spawn('api.ts', env);
