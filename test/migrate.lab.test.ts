@@ -7,7 +7,7 @@ import { GUEST_DIRTY, GUEST_DISK, GUEST_TINY } from '../lab/config.js';
 import { hostAddress, hostUri, killHost, labUp, resetGuest, startHost } from '../lab/lab.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import type { Connection } from '../shared/libvirt/types.js';
-import { stateOn } from './helpers/guests.js';
+import { stateOn, withConnection } from './helpers/guests.js';
 import { api, startService, waitFor, waitTask, type Service, type Task } from './helpers/service.js';
 
 const hv = createHypervisor();
@@ -15,14 +15,7 @@ let svc: Service;
 let slow: Service;
 let h1: Connection;
 
-async function onHost2<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
-  const c = await hv.open(hostUri('host2'), { timeoutMs: 5000 });
-  try {
-    return await fn(c);
-  } finally {
-    await c.close();
-  }
-}
+const onHost2 = <T>(fn: (c: Connection) => Promise<T>) => withConnection(hv, hostUri('host2'), fn);
 
 beforeAll(async () => {
   await labUp();

@@ -10,7 +10,7 @@ import { GUEST_DIRTY, GUEST_TINY } from '../lab/config.js';
 import { hostAddress, hostUri, killHost, labUp, resetGuest, startHost } from '../lab/lab.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import type { Connection } from '../shared/libvirt/types.js';
-import { stateOn } from './helpers/guests.js';
+import { stateOn, withConnection } from './helpers/guests.js';
 import { api, startService, waitFor, waitTask, type Service, type Task } from './helpers/service.js';
 
 const hv = createHypervisor();
@@ -62,12 +62,7 @@ describe('a worker killed mid-copy', () => {
     expect(resumed.map((h) => h.stage)).toEqual(['migrate']);
     expect(task.history.filter((h) => h.event === 'step' && h.stage === 'migrate')).toHaveLength(1); // one libvirt migration, never two
     expect(task.history.find((h) => h.stage === 'migrate' && h.event === 'done')?.detail).toMatch(/re-attached/);
-    const h2 = await hv.open(hostUri('host2'));
-    try {
-      expect(await stateOn(h2, GUEST_DIRTY)).toEqual({ state: 'running', persistent: true });
-    } finally {
-      await h2.close();
-    }
+    expect(await withConnection(hv, hostUri('host2'), (h2) => stateOn(h2, GUEST_DIRTY))).toEqual({ state: 'running', persistent: true });
     expect(await stateOn(h1, GUEST_DIRTY)).toBeNull();
   });
 });
@@ -127,12 +122,7 @@ describe('a cancel for a job whose worker died mid-copy', () => {
       expect(task.error?.code).toBe('KMIG0204E');
       expect(task.history.some((h) => h.stage === 'recover' && h.event === 'done')).toBe(true);
       expect(await stateOn(h1, GUEST_DIRTY)).toEqual({ state: 'running', persistent: true });
-      const h2 = await hv.open(hostUri('host2'));
-      try {
-        expect(await stateOn(h2, GUEST_DIRTY)).toBeNull();
-      } finally {
-        await h2.close();
-      }
+      expect(await withConnection(hv, hostUri('host2'), (h2) => stateOn(h2, GUEST_DIRTY))).toBeNull();
     } finally {
       await crashy.stop();
     }

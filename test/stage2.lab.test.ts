@@ -9,7 +9,7 @@ import { GUEST_DIRTY, GUEST_TINY } from '../lab/config.js';
 import { hostAddress, hostUri, labUp, resetGuest } from '../lab/lab.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import type { Connection } from '../shared/libvirt/types.js';
-import { stateOn } from './helpers/guests.js';
+import { stateOn, withConnection } from './helpers/guests.js';
 import { api, startService, waitFor, waitTask, type Service, type Task } from './helpers/service.js';
 import { readEvents } from './helpers/sse.js';
 
@@ -23,14 +23,7 @@ type FullTask = Task & {
   policy: { in_force: { bandwidth: number | string; max_downtime: number | null; operator_tuned: boolean } | null };
 };
 
-async function onHost2<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
-  const c = await hv.open(hostUri('host2'), { timeoutMs: 5000 });
-  try {
-    return await fn(c);
-  } finally {
-    await c.close();
-  }
-}
+const onHost2 = <T>(fn: (c: Connection) => Promise<T>) => withConnection(hv, hostUri('host2'), fn);
 
 const copying = async (id: string, minPercent = 1) =>
   waitFor('the memory copy to be under way', async () => {

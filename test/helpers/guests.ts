@@ -1,7 +1,7 @@
 /** Throw-away guests for negative cases, defined with the project's own binding. */
 import { accessSync, constants } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import type { Connection } from '../../shared/libvirt/types.js';
+import type { Connection, Hypervisor } from '../../shared/libvirt/types.js';
 
 export function domainType(): 'kvm' | 'qemu' {
   try {
@@ -42,5 +42,15 @@ export async function stateOn(conn: Connection, name: string): Promise<{ state: 
     return { state: (await d.state()).state, persistent: await d.isPersistent() };
   } finally {
     d.free();
+  }
+}
+
+/** Opens a short-lived connection for one look at a host (it may have been restarted since). */
+export async function withConnection<T>(hv: Hypervisor, uri: string, fn: (c: Connection) => Promise<T>): Promise<T> {
+  const c = await hv.open(uri, { timeoutMs: 5000 });
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
   }
 }
