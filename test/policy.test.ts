@@ -172,6 +172,7 @@ describe('convergence evidence', async () => {
     [floors([[1, 40]]), 2, true],
     [floors([[1, 40], [2, 30]]), 3, true],
     [floors([[1, 40], [2, 40]]), 3, false],
+    [floors([[1, 40], [2, 39]]), 3, false], // 2.5% less is no real progress
     [floors([[1, 40], [2, 45], [3, 20]]), 4, true],
     [floors([[1, 40], [2, 45], [3, 50]]), 4, false],
   ])('%j at iteration %i → %s', (f, iteration, want) => {

@@ -57,6 +57,9 @@ export function finalProgress(fields: Fields): MigrationProgress {
   return out;
 }
 
+/** What is left after a pass must be under this share of the pass before to count as converging. */
+export const CONVERGING_RATIO = 0.9;
+
 /**
  * Whether the copy converges, judged by what is left at the end of each pass
  * (the lowest "remaining" seen in it): it must shrink from pass to pass.
@@ -68,5 +71,6 @@ export function converging(floors: ReadonlyMap<number, number>, iteration: numbe
   const a = floors.get(iteration - 2);
   const b = floors.get(iteration - 1);
   if (a === undefined || b === undefined) return true; // not enough passes to judge yet
-  return b < a;
+  // A pass that leaves almost as much as the one before is not progress worth an ETA.
+  return b < a * CONVERGING_RATIO;
 }
