@@ -5,13 +5,18 @@
  * Errors: {code, reason, status} where `code` is the stable catalogue code and
  * `reason` starts with it ("KCHVM0002E: ..."), as Kimchi clients expect.
  */
+import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
 import { destinationUri, type Config } from '../shared/config.js';
 import { runChecks } from '../shared/checks/index.js';
 import { isMigrationError, migrationError } from '../shared/errors.js';
 import type { MigrationRequest } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
+import { authorize } from './auth.js';
+import { fingerprint, validateIdempotencyKey, type Claimed } from './idempotency.js';
 import type { SourceHost } from './source.js';
 import { addTaskRoutes } from './task-routes.js';
 import type { TaskStore } from './tasks.js';
@@ -26,6 +31,8 @@ export interface ApiDeps {
   log: Logger;
   /** Liveness of the queue's Redis connection, for /health. */
   redisReady: () => boolean;
+  /** Runs an enqueue at most once per client and Idempotency-Key (see idempotency.ts). */
+  once: (scope: string, key: string, print: string, create: (id: string) => Promise<{ task: import('../shared/task.js').Task; created: boolean }>) => Promise<Claimed>;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -54,12 +61,32 @@ export function createApp(deps: ApiDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
-  app.use(express.json({ limit: '16kb', strict: true, type: () => true }));
+  // Security headers on every answer (a JSON API: nothing may frame or sniff it).
+  app.use(helmet());
+  // Browsers on other origins are refused unless the operator lists them.
+  if (config.api.cors_origins.length) {
+    app.use(cors({ origin: config.api.cors_origins, allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['location'], maxAge: 600 }));
+  }
 
   app.get('/health', (_req, res) => {
     const redis = deps.redisReady();
     res.status(redis ? 200 : 503).json({ status: redis ? 'ok' : 'degraded', redis });
   });
+
+  // Everything below needs a token, and the role its method needs; bodies are read only after that.
+  app.use(authorize(config.auth));
+  app.use(
+    rateLimit({
+      windowMs: 60_000,
+      limit: config.api.rate_limit,
+      skip: (req) => req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS',
+      keyGenerator: (req) => req.principal?.name ?? 'anonymous',
+      standardHeaders: 'draft-7',
+      legacyHeaders: false,
+      handler: (_req, res, next) => next(migrationError('RATE_LIMITED', { limit: String(config.api.rate_limit), retry: String(res.getHeader('retry-after') ?? 60) })),
+    }),
+  );
+  app.use(express.json({ limit: '16kb', strict: true, type: () => true }));
 
   app.post(
     '/vms/:name/migrate',
@@ -111,13 +138,20 @@ export function createApp(deps: ApiDeps): express.Express {
       if (body.bandwidth !== undefined) request.bandwidth = body.bandwidth;
       if (body.max_downtime !== undefined) request.downtimeMs = body.max_downtime;
       if (body.deadline !== undefined) request.timeoutSeconds = body.deadline;
-      const { task, created } = await tasks.enqueue(request, now);
+      const key = validateIdempotencyKey(req.headers['idempotency-key']);
+      const { task, created, replayed } = key
+        ? await deps.once(req.principal?.name ?? 'anonymous', key, fingerprint(name, body as unknown as Record<string, unknown>), (id) => tasks.enqueue(request, now, id))
+        : { ...(await tasks.enqueue(request, now)), replayed: false };
+      if (replayed) {
+        res.status(202).location(`/tasks/${task.id}`).setHeader('idempotent-replayed', 'true').json(task);
+        return;
+      }
       if (!created) {
         const e = migrationError('MIGRATION_IN_PROGRESS', { name, task: task.id });
         res.status(409).location(`/tasks/${task.id}`).json({ code: e.code, reason: e.message, status: 409, task });
         return;
       }
-      deps.log.info({ task: task.id, vm: name, remote_host: body.remote_host }, 'migration queued');
+      deps.log.info({ task: task.id, vm: name, remote_host: body.remote_host, by: req.principal?.name }, 'migration queued');
       res.status(202).location(`/tasks/${task.id}`).json(task);
     }),
   );

@@ -18,8 +18,8 @@ const STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children
 export interface TaskStore {
   get(id: string): Promise<Task | null>;
   list(): Promise<Task[]>;
-  /** Creates the task, or returns the VM's running one with created = false. */
-  enqueue(request: MigrationRequest, now: Date): Promise<{ task: Task; created: boolean }>;
+  /** Creates the task (with the id given, or a new one), or returns the VM's running one with created = false. */
+  enqueue(request: MigrationRequest, now: Date, id?: string): Promise<{ task: Task; created: boolean }>;
   /** The id of the VM's queued or running migration, if any. */
   activeFor(sourceUri: string, vm: string): Promise<string | null>;
   /** Removes a queued job (task ends killed at once) or asks the worker running it to stop. */
@@ -38,7 +38,7 @@ const REDIS_DEADLINE_MS = 3000;
  * connection that may never come, so the store checks readiness first and
  * bounds every call.
  */
-function guard(isReady: () => boolean) {
+export function guard(isReady: () => boolean) {
   return async function redis<T>(p: () => Promise<T>): Promise<T> {
     if (!isReady()) throw migrationError('QUEUE_UNAVAILABLE', { detail: 'not connected' });
     let timer: NodeJS.Timeout | undefined;
@@ -160,8 +160,7 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       await redis(() => requestTune(client, prefix, id, tuning, keep));
       return task;
     },
-    async enqueue(request, now) {
-      const id = randomUUID();
+    async enqueue(request, now, id = randomUUID()) {
       const data: MigrationJobData = { request, checkpoint: initialCheckpoint(now) };
       const job = await redis(() => queue.add(JOB_NAME, data, jobOptions(config, id, vmLockKey(request.sourceUri, request.vm))));
       const created = job.id === id;

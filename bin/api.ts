@@ -1,21 +1,24 @@
 /** Entry point of an API process. */
-import { createApp } from '../api/app.js';
-import { createSourceHost } from '../api/source.js';
-import { createTaskStore } from '../api/tasks.js';
-import { createHypervisor } from '../shared/libvirt/index.js';
+import { wireApi } from '../api/wiring.js';
 import { createLogger, systemClock } from '../shared/log.js';
-import { apiRedis, createQueue, logOutages } from '../shared/queue.js';
 import { configFromArgs } from './args.js';
 
-const config = configFromArgs(process.argv.slice(2), 'kvm-migrate-api', 'Runs the kvm-migrate REST API (POST /vms/<name>/migrate, GET /tasks).');
+const config = configFromArgs(
+  process.argv.slice(2),
+  'kvm-migrate-api',
+  'Runs the kvm-migrate REST API (POST /vms/<name>/migrate, GET /tasks).\nEvery route but /health needs a bearer token: set auth.tokens, e.g.\nKVM_MIGRATE_AUTH_TOKENS="ops:operator:$(openssl rand -hex 24)".',
+);
 const log = createLogger(config.log.level, 'api');
-const hypervisor = createHypervisor();
-const redis = apiRedis(config);
-logOutages(redis, log, 'the API answers 503 until it is back');
-const queue = createQueue(config, redis);
-queue.on('error', (e) => log.warn({ err: e.message }, 'queue'));
-const source = createSourceHost(config, hypervisor);
-const app = createApp({ config, hypervisor, source, tasks: createTaskStore(config, queue, redis, () => redis.status === 'ready'), clock: systemClock, log, redisReady: () => redis.status === 'ready' });
+if (config.auth.enabled && config.auth.tokens.length === 0) {
+  process.stderr.write(
+    'kvm-migrate-api: no tokens configured and auth.enabled is true, so nobody could use the API.\n' +
+      'Set auth.tokens, e.g. KVM_MIGRATE_AUTH_TOKENS="ops:operator:$(openssl rand -hex 24),dash:viewer:$(openssl rand -hex 24)",\n' +
+      'or KVM_MIGRATE_AUTH_ENABLED=false on a trusted single-user host.\n',
+  );
+  process.exit(2);
+}
+if (!config.auth.enabled) log.warn({}, 'authentication is off: anyone who reaches the API is an operator');
+const { app, close } = wireApi(config, log, systemClock);
 const server = app.listen(config.api.port, config.api.host, () => {
   const a = server.address();
   log.info({ address: a }, 'kvm-migrate API listening');
@@ -25,10 +28,11 @@ const server = app.listen(config.api.port, config.api.host, () => {
 async function shutdown(sig: string) {
   log.info({ sig }, 'shutting down');
   server.close();
-  await queue.close().catch(() => undefined);
-  redis.disconnect();
-  await source.close();
+  await close();
   process.exit(0);
 }
+// A client that trickles its headers or body in cannot hold a connection for long.
+server.headersTimeout = 10_000;
+server.requestTimeout = 30_000;
 process.on('SIGINT', () => void shutdown('SIGINT'));
 process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -5,6 +5,7 @@
  * Ctrl-C stops what it started (the lab too, if it was not up before).
  */
 import { spawn, fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,8 +60,11 @@ async function main() {
     process.stdout.write(`started a private redis-server on ${redisUrl}\n`);
   }
 
+  // A fresh operator token for this demo only, unless tokens are configured already.
+  const token = randomBytes(24).toString('hex');
   const env = {
     ...process.env,
+    KVM_MIGRATE_AUTH_TOKENS: process.env.KVM_MIGRATE_AUTH_TOKENS ?? `demo:operator:${token}`,
     KVM_MIGRATE_REDIS_URL: redisUrl,
     KVM_MIGRATE_REDIS_PREFIX: 'kvm-migrate-demo',
     KVM_MIGRATE_LIBVIRT_SOURCE_URI: source.uri,
@@ -80,15 +84,19 @@ async function main() {
   process.stdout.write(`
 kvm-migrate is running: API ${api}, source ${source.name} (${source.uri}), destination ${dest.name} (${dest.address}).
 
+Every request but /health needs a token; this demo made one (the CLI reads it from the same variable):
+  export KVM_MIGRATE_TOKEN=${process.env.KVM_MIGRATE_AUTH_TOKENS ? '<a token from KVM_MIGRATE_AUTH_TOKENS>' : token}
+
 Migrate a guest:
-  curl -s -XPOST ${api}/vms/lab-tiny/migrate -H 'content-type: application/json' -d '{"remote_host": "${dest.address}"}'
+  curl -s -XPOST ${api}/vms/lab-tiny/migrate -H "authorization: Bearer $KVM_MIGRATE_TOKEN" -H 'content-type: application/json' -d '{"remote_host": "${dest.address}"}'
 
 Watch its task (use the id from the answer, or list them all):
-  curl -s ${api}/tasks/<id>
-  curl -s ${api}/tasks
+  curl -s -H "authorization: Bearer $KVM_MIGRATE_TOKEN" ${api}/tasks/<id>
+  curl -s -H "authorization: Bearer $KVM_MIGRATE_TOKEN" ${api}/tasks
+  npm run --silent cli -- --api ${api} watch <id>
 
 Check first without migrating (every blocker at once):
-  curl -s -XPOST ${api}/vms/lab-disk/migrate -H 'content-type: application/json' -d '{"remote_host": "${dest.address}", "dry_run": true}'
+  curl -s -XPOST ${api}/vms/lab-disk/migrate -H "authorization: Bearer $KVM_MIGRATE_TOKEN" -H 'content-type: application/json' -d '{"remote_host": "${dest.address}", "dry_run": true}'
 
 See where the guest runs:
   virsh -c ${dest.uri} list --all --persistent

@@ -45,7 +45,7 @@ async function viaEvents(o: FollowOptions): Promise<{ final?: Task; reached: boo
   };
   let reached = false;
   try {
-    const res = await fetch(o.api.url(`${taskPath(o.id)}/events`), { headers: { accept: 'text/event-stream' }, signal: ctrl.signal });
+    const res = await fetch(o.api.url(`${taskPath(o.id)}/events`), { headers: { accept: 'text/event-stream', ...o.api.auth() }, signal: ctrl.signal });
     reached = true;
     const type = res.headers.get('content-type') ?? '';
     if (!res.ok || !res.body || !/^text\/event-stream\b/i.test(type)) {

@@ -20,6 +20,7 @@ export interface CommandSpec {
 
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   api: { type: 'string', value: 'URL', help: 'address of the kvm-migrate API (default: $KVM_MIGRATE_API, else http://127.0.0.1:8010)' },
+  'token-file': { type: 'string', value: 'FILE', help: 'read the bearer token from FILE (default: $KVM_MIGRATE_TOKEN); a token on the command line would show in ps' },
   json: { type: 'boolean', help: 'machine output: the raw JSON answer; when following a task, one JSON task per line' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
   version: { type: 'boolean', help: 'print the version of kvm-migrate' },
@@ -192,7 +193,7 @@ ${exitLines([
   [1, 'the migration failed or was cancelled (task failed or killed)'],
   [2, 'usage error: the command line is wrong (the message says why)'],
   [3, 'the API cannot be reached, timed out, or answered with a server error (5xx)'],
-  [4, 'the API refused the request (4xx): invalid value, no such VM or task, precheck blockers (each printed with its code), VM already migrating'],
+  [4, 'the API refused the request (4xx): no or wrong token, role too low, invalid value, no such VM or task, precheck blockers (each printed with its code), VM already migrating'],
   [130, 'interrupted (Ctrl-C) while watching: the migration goes on'],
 ])}
 

@@ -39,7 +39,15 @@ export function networkCause(e: unknown): string {
 }
 
 export class Api {
-  constructor(readonly base: string) {}
+  constructor(
+    readonly base: string,
+    private readonly token?: string,
+  ) {}
+
+  /** Headers every request carries: the bearer token, when there is one. */
+  auth(): Record<string, string> {
+    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+  }
 
   url(path: string): string {
     return `${this.base}${path}`;
@@ -61,7 +69,7 @@ export class Api {
     try {
       res = await fetch(this.url(path), {
         method,
-        headers: { accept: 'application/json', ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        headers: { accept: 'application/json', ...this.auth(), ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}) },
         ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
         signal: opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 30_000)]) : AbortSignal.timeout(opts.timeoutMs ?? 30_000),
       });
@@ -87,6 +95,8 @@ export class Api {
     }
     let hint = '';
     if (body?.code === 'KMIG0001E' && /unknown property/.test(reason)) hint = '\nThe service may be older than this client and not know this option yet.';
+    if (a.status === 401) hint = this.token ? '\nThe token was refused; check KVM_MIGRATE_TOKEN or --token-file.' : '\nSet KVM_MIGRATE_TOKEN (or --token-file FILE) to a token the service knows.';
+    if (a.status === 403) hint = '\nThis needs an operator token.';
     if (body?.code === 'KMIG0008E') hint = `\nThe service at ${this.base} does not offer this request; it may be older than this client, or --api points elsewhere.`;
     return new CliFailure(`${what}: ${reason}${hint}`, a.status >= 400 && a.status < 500 ? EXIT.REFUSED : EXIT.UNREACHABLE, a.json);
   }

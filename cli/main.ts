@@ -213,7 +213,7 @@ async function run(argv: string[], io: Io, state: { json: boolean }): Promise<nu
   }
   state.json = parsed.json;
   const color = io.stdout.isTTY === true && !parsed.json && !io.env.NO_COLOR && io.env.TERM !== 'dumb';
-  const ctx: Ctx = { api: new Api(parsed.api), json: parsed.json, io, paint: color ? ansi : plain };
+  const ctx: Ctx = { api: new Api(parsed.api, parsed.token), json: parsed.json, io, paint: color ? ansi : plain };
   const [a = '', b = ''] = parsed.args;
   const o = parsed.options;
   switch (parsed.command) {

@@ -4,6 +4,7 @@
  * Options may come before or after the command; everything is checked
  * before a single request goes out.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { COMMANDS, GLOBAL_OPTIONS, commandHelp, type CommandName, type OptionSpec } from './help.js';
 
@@ -36,7 +37,7 @@ export interface Options {
 export type Parsed =
   | { kind: 'help'; command?: CommandName }
   | { kind: 'version' }
-  | { kind: 'run'; command: CommandName; args: string[]; options: Options; api: string; json: boolean };
+  | { kind: 'run'; command: CommandName; args: string[]; options: Options; api: string; json: boolean; token?: string };
 
 const ALL_OPTIONS: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS };
 for (const c of Object.values(COMMANDS)) Object.assign(ALL_OPTIONS, c.options);
@@ -92,6 +93,20 @@ function rawParse(argv: string[]) {
     const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option');
     throw new UsageError(msg, guessCommand(argv));
   }
+}
+
+/** The bearer token: from --token-file, else $KVM_MIGRATE_TOKEN; none is fine for an API without auth. */
+function readToken(file: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (file === undefined) return env.KVM_MIGRATE_TOKEN?.trim() || undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--token-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const token = text.trim();
+  if (!token || /\s/.test(token)) throw new UsageError(`--token-file ${file} must hold one token on one line`);
+  return token;
 }
 
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed {
@@ -156,7 +171,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
 
     const envApi = env.KVM_MIGRATE_API?.trim();
     const api = str('api') !== undefined ? checkApi(str('api')!, '--api') : envApi ? checkApi(envApi, 'KVM_MIGRATE_API') : DEFAULT_API;
-    return { kind: 'run', command, args: rest, options, api, json: v.json === true };
+    const token = readToken(str('token-file'), env);
+    return { kind: 'run', command, args: rest, options, api, json: v.json === true, ...(token ? { token } : {}) };
   } catch (e) {
     if (e instanceof UsageError && !e.command) throw new UsageError(e.message, command);
     throw e;

@@ -53,6 +53,50 @@ function redisUrl(val: unknown): void {
 
 const millis = (doc: string, def: number, env: string) => ({ doc, format: timerMs, default: def, env });
 
+export type Role = 'viewer' | 'operator';
+export interface TokenConfig {
+  name: string;
+  role: Role;
+  token: string;
+}
+
+/** Bearer tokens: long enough not to be guessed, named so logs and limits can say who without saying the secret. */
+function tokens(val: unknown): void {
+  if (!Array.isArray(val)) throw new Error('must be a list of {name, role, token}');
+  const names = new Set<string>();
+  for (const t of val as Partial<TokenConfig>[]) {
+    if (typeof t !== 'object' || t === null) throw new Error('each entry is {name, role, token}');
+    if (typeof t.name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(t.name)) throw new Error('each name is 1-64 characters of A-Z a-z 0-9 _ . @ -');
+    if (names.has(t.name)) throw new Error(`name ${t.name} is given twice`);
+    names.add(t.name);
+    if (t.role !== 'viewer' && t.role !== 'operator') throw new Error(`role of ${t.name} must be viewer or operator`);
+    if (typeof t.token !== 'string' || t.token.length < 16 || t.token.length > 512 || !/^[\x21-\x7e]+$/.test(t.token)) {
+      throw new Error(`token of ${t.name} must be 16-512 printable characters without spaces`);
+    }
+  }
+}
+
+/**
+ * The environment form of auth.tokens: a JSON list, or "name:role:token"
+ * entries separated by commas (a token may itself contain ':').
+ */
+export function parseTokens(raw: string): unknown {
+  const text = raw.trim();
+  if (text.startsWith('[')) return JSON.parse(text);
+  if (!text) return [];
+  return text.split(',').map((entry) => {
+    const [name, role, ...rest] = entry.trim().split(':');
+    return { name, role, token: rest.join(':') };
+  });
+}
+
+function origins(val: unknown): void {
+  if (!Array.isArray(val)) throw new Error('must be a list of origins');
+  for (const o of val) {
+    if (typeof o !== 'string' || !/^https?:\/\/[^/\s]+$/.test(o)) throw new Error(`${String(o).slice(0, 80)} is not an origin such as https://dashboard.example.com`);
+  }
+}
+
 export const schema = {
   migration_destination_timeout: {
     doc: 'Maximum time in seconds a migration may run before it is aborted and the guest recovered on the source (the seed: 21600 should be enough on one LAN).',
@@ -109,6 +153,39 @@ export const schema = {
   api: {
     host: { doc: 'Address the API listens on.', format: String, default: '127.0.0.1', env: 'KVM_MIGRATE_API_HOST' },
     port: { doc: 'TCP port the API listens on (0 picks a free port).', format: 'port', default: 8010, env: 'KVM_MIGRATE_API_PORT' },
+    cors_origins: {
+      doc: 'Origins allowed to call the API from a browser (CORS), comma-separated. Empty: no CORS headers, browsers on other origins are refused.',
+      format: origins,
+      default: [] as string[],
+      env: 'KVM_MIGRATE_API_CORS_ORIGINS',
+    },
+    rate_limit: {
+      doc: 'Requests per minute one client (token) may make to the routes that change something (POST, PATCH, DELETE), per API process; more get 429.',
+      format: positiveInt,
+      default: 120,
+      env: 'KVM_MIGRATE_API_RATE_LIMIT',
+    },
+    idempotency_ttl: {
+      doc: 'How long in seconds an Idempotency-Key is remembered: a retried POST with the same key within it gets the same task.',
+      format: positiveInt,
+      default: 24 * 3600,
+      env: 'KVM_MIGRATE_API_IDEMPOTENCY_TTL',
+    },
+  },
+  auth: {
+    enabled: {
+      doc: 'Require a bearer token on every route but /health. Turn off only on a trusted, single-user host: everyone is then an operator.',
+      format: Boolean,
+      default: true,
+      env: 'KVM_MIGRATE_AUTH_ENABLED',
+    },
+    tokens: {
+      doc: 'Bearer tokens with their role (viewer: read tasks and events; operator: also migrate, cancel, tune), as a JSON list of {name, role, token} or "name:role:token,...".',
+      format: tokens,
+      default: [] as TokenConfig[],
+      env: 'KVM_MIGRATE_AUTH_TOKENS',
+      sensitive: true,
+    },
   },
   worker: {
     concurrency: { doc: 'Migrations one worker process runs at the same time.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_WORKER_CONCURRENCY' },
@@ -131,6 +208,12 @@ export const schema = {
     attempts: { doc: 'Attempts per job for transient faults (connection refused or reset, libvirt timeouts), the first included.', format: positiveInt, default: 5, env: 'KVM_MIGRATE_RETRY_ATTEMPTS' },
     backoff: millis('First retry delay in ms; it doubles with every attempt.', 1000, 'KVM_MIGRATE_RETRY_BACKOFF'),
   },
+  limits: {
+    outgoing_per_host: { doc: 'Migrations that may run out of one source host at the same time, counted across every worker process (in Redis); more wait in the queue.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_LIMITS_OUTGOING_PER_HOST' },
+    incoming_per_host: { doc: 'Migrations that may run into one destination host at the same time, counted across every worker process; more wait in the queue.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_LIMITS_INCOMING_PER_HOST' },
+    global: { doc: 'Migrations that may run at the same time in the whole service, whatever the hosts; more wait in the queue.', format: positiveInt, default: 10, env: 'KVM_MIGRATE_LIMITS_GLOBAL' },
+    wait_poll: millis('How often in ms a migration waiting for a slot looks again.', 2000, 'KVM_MIGRATE_LIMITS_WAIT_POLL'),
+  },
   tasks: {
     keep_finished: { doc: 'How long in seconds finished and failed tasks stay queryable.', format: positiveInt, default: 7 * 24 * 3600, env: 'KVM_MIGRATE_TASKS_KEEP_FINISHED' },
   },
@@ -152,10 +235,12 @@ export interface Config {
     lookup_timeout: number;
     keep_source_definition: boolean;
   };
-  api: { host: string; port: number };
+  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; idempotency_ttl: number };
+  auth: { enabled: boolean; tokens: TokenConfig[] };
   worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };
   retry: { attempts: number; backoff: number };
+  limits: { outgoing_per_host: number; incoming_per_host: number; global: number; wait_poll: number };
   tasks: { keep_finished: number };
   log: { level: string };
 }
@@ -173,9 +258,33 @@ export interface LoadOptions {
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 
+/**
+ * Convict reads list-valued variables as JSON only; the comma forms people
+ * type into a shell become JSON here. The token list's error never echoes it.
+ */
+function listsAsJson(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  const origins = env.KVM_MIGRATE_API_CORS_ORIGINS?.trim();
+  if (origins && !origins.startsWith('[')) out.KVM_MIGRATE_API_CORS_ORIGINS = JSON.stringify(origins.split(',').map((o) => o.trim()).filter(Boolean));
+  const toks = env.KVM_MIGRATE_AUTH_TOKENS;
+  if (toks !== undefined) {
+    try {
+      out.KVM_MIGRATE_AUTH_TOKENS = JSON.stringify(parseTokens(toks));
+    } catch {
+      throw new Error('auth.tokens: KVM_MIGRATE_AUTH_TOKENS must be a JSON list or "name:role:token" entries separated by commas');
+    }
+  }
+  return out;
+}
+
 /** Builds and validates a configuration; throws ConfigError naming the bad key. */
 export function loadConfig(opts: LoadOptions = {}): Config {
-  const env = opts.env ?? {};
+  let env = opts.env ?? {};
+  try {
+    env = listsAsJson(env);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   const conf = convict(schema as never, { env, args: [] });
   const file = opts.file ?? env.KVM_MIGRATE_CONFIG;
   try {

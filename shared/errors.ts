@@ -32,6 +32,11 @@ export const Catalogue = {
   NO_ACTIVE_MIGRATION: def('KMIG0011E', 404, false, (p) => `Virtual machine ${p.name} has no queued or running migration`),
   ROUTE_NOT_FOUND: def('KMIG0008E', 404, false, (p) => `No such resource: ${p.method} ${p.path}`),
   BODY_TOO_LARGE: def('KMIG0009E', 413, false, () => 'The request body is too large'),
+  UNAUTHENTICATED: def('KMIG0020E', 401, false, (p) => `Authentication required: ${p.detail}`),
+  FORBIDDEN: def('KMIG0021E', 403, false, (p) => `${p.who} has role ${p.role}; ${p.method} ${p.path} needs role operator`),
+  RATE_LIMITED: def('KMIG0022E', 429, false, (p) => `Too many requests that change something: at most ${p.limit} a minute per client; retry in ${p.retry} s`),
+  IDEMPOTENCY_MISMATCH: def('KMIG0023E', 422, false, () => 'This Idempotency-Key was already used for a different request; use a new key for a new request'),
+  IDEMPOTENCY_IN_FLIGHT: def('KMIG0024E', 409, false, () => 'A request with this Idempotency-Key is still being processed; retry in a moment'),
   MIGRATION_BLOCKED: def('KMIG0100E', 422, false, (p) => `Virtual machine ${p.name} cannot be migrated to ${p.host}: ${p.count} blocker(s)`),
 
   // Capability checks: each blocker has its own code and says what to fix.

@@ -1,8 +1,15 @@
-/** Structured JSON logs (pino). The Redis URL is marked sensitive in the schema and never logged. */
-import { pino } from 'pino';
+/**
+ * Structured JSON logs (pino). Secrets are kept out at the source (the Redis
+ * URL is marked sensitive, tokens are never put in a log object); redaction
+ * is the second line of defence for a header or token that slips into one.
+ */
+import { pino, type DestinationStream } from 'pino';
 
-export function createLogger(level: string, name: string) {
-  return pino({ name, level, redact: ['password', 'token', '*.password', '*.token', 'authorization'] });
+export const REDACT = ['password', 'token', 'authorization', '*.password', '*.token', '*.authorization', 'req.headers.authorization', 'headers.authorization'];
+
+export function createLogger(level: string, name: string, destination?: DestinationStream) {
+  const opts = { name, level, redact: { paths: REDACT, censor: '[redacted]' } };
+  return destination ? pino(opts, destination) : pino(opts);
 }
 
 export const systemClock = { now: () => new Date() };

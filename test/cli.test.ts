@@ -7,6 +7,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -31,6 +33,7 @@ interface Req {
   url: string;
   body: string;
   at: number;
+  auth?: string | undefined;
 }
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void | Promise<void>;
 
@@ -47,7 +50,7 @@ async function fakeApi(routes: Record<string, Handler>) {
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
-      requests.push({ method: req.method!, url: req.url!, body, at: Date.now() });
+      requests.push({ method: req.method!, url: req.url!, body, at: Date.now(), auth: req.headers.authorization });
       const h = routes[`${req.method} ${req.url}`];
       if (h) return void Promise.resolve(h(req, res, body)).catch(() => res.destroy());
       json(res, 404, { code: 'KMIG0008E', reason: `KMIG0008E: No such resource: ${req.method} ${req.url}`, status: 404 });
@@ -237,6 +240,31 @@ describe.concurrent('kvm-migrate: help and usage', () => {
 // ---------- requests and answers ----------
 
 describe.concurrent('kvm-migrate: commands against the API', () => {
+  it('sends the token from KVM_MIGRATE_TOKEN or --token-file on every request, the event stream too, and explains a 401', async () => {
+    const api = await fakeApi({
+      [`GET /tasks/${ID}`]: (_q, res) => json(res, 200, FINISHED),
+      [`GET /tasks/${ID}/events`]: sse([FINISHED]),
+      'GET /tasks': (_q, res) => json(res, 401, err(401, 'KMIG0020E', 'Authentication required: the token is not valid')),
+    });
+    const fromEnv = await cli(['watch', ID, '--api', api.url], { env: { KVM_MIGRATE_TOKEN: 'env-token-0123456789' } });
+    expect(fromEnv.code).toBe(0);
+    expect(api.requests.map((r) => r.auth)).toEqual(api.requests.map(() => 'Bearer env-token-0123456789'));
+    expect(api.requests.some((r) => r.url.endsWith('/events'))).toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), 'kvm-migrate-cli-'));
+    writeFileSync(join(dir, 'token'), 'file-token-0123456789\n');
+    const n = api.requests.length;
+    const fromFile = await cli(['status', ID, '--api', api.url, '--token-file', join(dir, 'token')], { env: { KVM_MIGRATE_TOKEN: 'env-token-0123456789' } });
+    expect(fromFile.code).toBe(0);
+    expect(api.requests[n]!.auth).toBe('Bearer file-token-0123456789');
+    const refused = await cli(['list', '--api', api.url]);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toContain('KMIG0020E');
+    expect(refused.stderr).toContain('KVM_MIGRATE_TOKEN');
+    const missing = await cli(['list', '--api', api.url, '--token-file', join(dir, 'nope')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('ENOENT');
+  });
+
   it('migrate sends the options as the body and prints the accepted task; --json prints it raw', async () => {
     const api = await fakeApi({ 'POST /vms/web%201/migrate': (_q, res) => json(res, 202, task({ vm: 'web 1' }), { location: `/tasks/${ID}` }) });
     const r = await cli(['migrate', 'web 1', 'host2', '--api', api.url, '--bandwidth', '200', '--max-downtime', '300', '--deadline', '600', '--deadline-action', 'pause', '--auto-converge', '--compression', 'xbzrle']);

@@ -9,6 +9,13 @@ import { Redis } from 'ioredis';
 
 const bin = (f: string) => new URL(`../../bin/${f}`, import.meta.url).pathname;
 
+/** Tokens every test service accepts; api() sends the operator's unless told otherwise. */
+export const TOKENS = {
+  operator: 'test-operator-token-7f3a9c1e5b2d',
+  viewer: 'test-viewer-token-2c8e4a6f0d1b',
+} as const;
+export const AUTH_ENV = `ops:operator:${TOKENS.operator},dash:viewer:${TOKENS.viewer}`;
+
 export interface Service {
   url: string;
   prefix: string;
@@ -59,6 +66,7 @@ export async function startService(extraEnv: Record<string, string> = {}, worker
     KVM_MIGRATE_API_HOST: '127.0.0.1',
     KVM_MIGRATE_API_PORT: '0',
     KVM_MIGRATE_LOG_LEVEL: 'info',
+    KVM_MIGRATE_AUTH_TOKENS: AUTH_ENV,
     KVM_MIGRATE_RETRY_BACKOFF: '200',
     UV_THREADPOOL_SIZE: '16',
     // Two cores shared with several TCG guests: give libvirt room before calling it unreachable.
@@ -111,10 +119,21 @@ export interface Task {
   progress: { percent: number } | null;
 }
 
-export async function api(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }> {
+export interface ApiOptions {
+  /** Bearer token to send; null sends none. Default: the operator's. */
+  token?: string | null;
+  headers?: Record<string, string>;
+}
+
+export async function api(url: string, method: string, path: string, body?: unknown, opts: ApiOptions = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const token = opts.token === undefined ? TOKENS.operator : opts.token;
   const res = await fetch(`${url}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...opts.headers,
+    },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();

@@ -1,4 +1,5 @@
 /** A small server-sent-events reader over fetch, for tests. */
+import { TOKENS } from './service.js';
 export interface SseEvent {
   event: string;
   data: string;
@@ -8,7 +9,7 @@ export interface SseEvent {
 export async function readEvents(url: string, onEvent?: (e: SseEvent) => void, timeoutMs = 120_000): Promise<SseEvent[]> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeoutMs);
-  const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: ac.signal });
+  const res = await fetch(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${TOKENS.operator}` }, signal: ac.signal });
   if (res.status !== 200 || !res.body) throw new Error(`event stream answered ${res.status}`);
   const out: SseEvent[] = [];
   const decoder = new TextDecoder();

@@ -1,0 +1,192 @@
+/**
+ * Access control on every route, against a real API (in this process), real
+ * Redis and libvirt's test driver: who may do what, that a refused request
+ * changes nothing, security headers, CORS, rate limits, Idempotency-Key, and
+ * that no token ever reaches a log line or an answer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startInProc, type InProc } from './helpers/inproc.js';
+import { api, TOKENS } from './helpers/service.js';
+
+/** Every route the API has, and who may use it. A route missing here fails the first test. */
+const ROUTES: { method: string; path: string; access: 'public' | 'viewer' | 'operator'; body?: unknown }[] = [
+  { method: 'GET', path: '/health', access: 'public' },
+  { method: 'POST', path: '/vms/:name/migrate', access: 'operator', body: { remote_host: 'host2' } },
+  { method: 'POST', path: '/vms/:name/migrate_cancel', access: 'operator' },
+  { method: 'GET', path: '/tasks', access: 'viewer' },
+  { method: 'GET', path: '/tasks/:id', access: 'viewer' },
+  { method: 'DELETE', path: '/tasks/:id', access: 'operator' },
+  { method: 'PATCH', path: '/tasks/:id', access: 'operator', body: { bandwidth: 8 } },
+  { method: 'GET', path: '/tasks/:id/events', access: 'viewer' },
+];
+
+let svc: InProc;
+let taskId: string;
+
+/** The routes Express has registered, as "METHOD path". */
+function registered(app: unknown): string[] {
+  const stack = (app as { router: { stack: { route?: { path: string; methods: Record<string, boolean> } }[] } }).router.stack;
+  return stack.flatMap((l) => (l.route ? Object.keys(l.route.methods).filter((m) => m !== '_all').map((m) => `${m.toUpperCase()} ${l.route!.path}`) : []));
+}
+
+const concrete = (path: string) => path.replace(':name', 'test').replace(':id', taskId);
+
+beforeAll(async () => {
+  svc = await startInProc();
+  const r = await api(svc.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' });
+  expect(r.status).toBe(202);
+  taskId = r.body.id;
+});
+
+afterAll(async () => {
+  await svc?.close();
+});
+
+describe('routes and roles', () => {
+  it('the table above lists every route the API registers', async () => {
+    const { wireApi } = await import('../api/wiring.js');
+    const wired = wireApi(svc.config, { info() {}, warn() {}, error() {}, debug() {} } as never, { now: () => new Date() });
+    try {
+      expect(registered(wired.app).sort()).toEqual(ROUTES.map((r) => `${r.method} ${r.path}`).sort());
+    } finally {
+      await wired.close();
+    }
+  });
+
+  it('without a token, or with a wrong or malformed one, every route but /health answers 401 and changes nothing', async () => {
+    const before = await svc.snapshot();
+    for (const r of ROUTES.filter((x) => x.access !== 'public')) {
+      for (const headers of [{}, { authorization: 'Bearer not-a-known-token-000000' }, { authorization: `Basic ${TOKENS.operator}` }, { authorization: 'Bearer' }]) {
+        const res = await api(svc.url, r.method, concrete(r.path), r.body, { token: null, headers });
+        expect(res.status, `${r.method} ${r.path} ${JSON.stringify(headers)}`).toBe(401);
+        expect(res.body.code).toBe('KMIG0020E');
+        expect(res.headers.get('www-authenticate')).toMatch(/^Bearer realm="kvm-migrate"/);
+      }
+    }
+    // An unknown route does not tell a stranger whether it exists.
+    expect((await api(svc.url, 'GET', '/secret/place', undefined, { token: null })).status).toBe(401);
+    expect(await svc.snapshot()).toEqual(before);
+  });
+
+  it('a viewer reads every read route and gets 403 naming the role needed on every route that changes something; nothing changes', async () => {
+    const before = await svc.snapshot();
+    for (const r of ROUTES.filter((x) => x.access === 'operator')) {
+      const res = await api(svc.url, r.method, concrete(r.path), r.body, { token: TOKENS.viewer });
+      expect(res.status, `${r.method} ${r.path}`).toBe(403);
+      expect(res.body.code).toBe('KMIG0021E');
+      expect(res.body.reason).toMatch(/dash has role viewer; .* needs role operator/);
+    }
+    expect(await svc.snapshot()).toEqual(before);
+    for (const r of ROUTES.filter((x) => x.access === 'viewer' && !x.path.endsWith('/events'))) {
+      const res = await api(svc.url, r.method, concrete(r.path), undefined, { token: TOKENS.viewer });
+      expect(res.status, `${r.method} ${r.path}`).toBe(200);
+    }
+    const ac = new AbortController();
+    const events = await fetch(`${svc.url}/tasks/${taskId}/events`, { headers: { authorization: `Bearer ${TOKENS.viewer}` }, signal: ac.signal });
+    expect(events.status).toBe(200);
+    expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    ac.abort();
+  });
+
+  it('an operator may do what a viewer may not', async () => {
+    const res = await api(svc.url, 'PATCH', `/tasks/${taskId}`, { bandwidth: 8 });
+    expect([200, 202]).toContain(res.status);
+    expect((await api(svc.url, 'GET', '/health', undefined, { token: null })).status).toBe(200);
+  });
+});
+
+describe('headers, CORS and sizes', () => {
+  it('sets security headers and no CORS headers unless origins are configured', async () => {
+    const res = await fetch(`${svc.url}/tasks`, { headers: { authorization: `Bearer ${TOKENS.viewer}`, origin: 'https://evil.example' } });
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
+    expect(res.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    expect(res.headers.get('x-powered-by')).toBeNull();
+    expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    const pre = await fetch(`${svc.url}/vms/test/migrate`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    expect(pre.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('answers CORS for the configured origins only', async () => {
+    const other = await startInProc({ KVM_MIGRATE_API_CORS_ORIGINS: 'https://dash.example' });
+    try {
+      const ok = await fetch(`${other.url}/tasks`, { headers: { authorization: `Bearer ${TOKENS.viewer}`, origin: 'https://dash.example' } });
+      expect(ok.headers.get('access-control-allow-origin')).toBe('https://dash.example');
+      const no = await fetch(`${other.url}/tasks`, { headers: { authorization: `Bearer ${TOKENS.viewer}`, origin: 'https://evil.example' } });
+      expect(no.headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('refuses a body over 16 KiB with 413 before it is parsed', async () => {
+    const res = await api(svc.url, 'POST', '/vms/test/migrate', { remote_host: 'h', pad: 'x'.repeat(20_000) });
+    expect(res.status).toBe(413);
+    expect(res.body.code).toBe('KMIG0009E');
+  });
+});
+
+describe('rate limits on routes that change something', () => {
+  it('gives 429 with Retry-After past the limit, per client, and never limits reads', async () => {
+    const limited = await startInProc({ KVM_MIGRATE_API_RATE_LIMIT: '5' });
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 7; i++) codes.push((await api(limited.url, 'POST', '/vms/test/migrate', { remote_host: 'bad host!' })).status);
+      expect(codes).toEqual([400, 400, 400, 400, 400, 429, 429]);
+      const last = await api(limited.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' });
+      expect(last.body.code).toBe('KMIG0022E');
+      expect(Number(last.headers.get('retry-after'))).toBeGreaterThan(0);
+      for (let i = 0; i < 20; i++) expect((await api(limited.url, 'GET', '/tasks')).status).toBe(200);
+      // Another client has its own budget (a viewer's POST reaches the role check, not the limit).
+      expect((await api(limited.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { token: TOKENS.viewer })).status).toBe(403);
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('gives a retried request the same task, refuses the key for a different request, and agrees under concurrency', async () => {
+    const other = await startInProc();
+    try {
+      const key = { 'idempotency-key': 'retry-me-0001' };
+      const first = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { headers: key });
+      expect(first.status).toBe(202);
+      const again = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { headers: key });
+      expect(again.status).toBe(202);
+      expect(again.body.id).toBe(first.body.id);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      const changed = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host3' }, { headers: key });
+      expect(changed.status).toBe(422);
+      expect(changed.body.code).toBe('KMIG0023E');
+      // Without the key, the VM is busy: 409 naming the task.
+      const plain = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' });
+      expect(plain.status).toBe(409);
+      expect(plain.body.reason).toContain(first.body.id);
+      // The task ends (cancelled while queued); the same key still means the same task, not a new migration.
+      expect((await api(other.url, 'DELETE', `/tasks/${first.body.id}`)).status).toBe(200);
+      const late = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { headers: key });
+      expect(late.body.id).toBe(first.body.id);
+      expect(late.body.status).toBe('killed');
+      // 30 concurrent sends of one new key: one task, all answers name it.
+      const burst = await Promise.all(Array.from({ length: 30 }, () => api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { headers: { 'idempotency-key': 'burst-0002' } })));
+      expect(new Set(burst.map((b) => b.status))).toEqual(new Set([202]));
+      expect(new Set(burst.map((b) => b.body.id)).size).toBe(1);
+      const bad = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { headers: { 'idempotency-key': 'x'.repeat(300) } });
+      expect(bad.status).toBe(400);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('secrets', () => {
+  it('no token appears in any log line or answer', async () => {
+    // Log lines from every request above, wrong tokens included.
+    const all = svc.logs.join('\n');
+    expect(all.length).toBeGreaterThan(0);
+    for (const t of [...Object.values(TOKENS), 'not-a-known-token-000000']) expect(all).not.toContain(t);
+    const res = await api(svc.url, 'GET', '/tasks/nope', undefined, { token: 'not-a-known-token-000000' });
+    expect(JSON.stringify(res.body)).not.toContain('not-a-known-token');
+  });
+});
