@@ -56,7 +56,7 @@ describe('routes and roles', () => {
   it('without a token, or with a wrong or malformed one, every route but /health answers 401 and changes nothing', async () => {
     const before = await svc.snapshot();
     for (const r of ROUTES.filter((x) => x.access !== 'public')) {
-      for (const headers of [{}, { authorization: 'Bearer not-a-known-token-000000' }, { authorization: `Basic ${TOKENS.operator}` }, { authorization: 'Bearer' }]) {
+      for (const headers of [{} as Record<string, string>, { authorization: 'Bearer not-a-known-token-000000' }, { authorization: `Basic ${TOKENS.operator}` }, { authorization: 'Bearer' }]) {
         const res = await api(svc.url, r.method, concrete(r.path), r.body, { token: null, headers });
         expect(res.status, `${r.method} ${r.path} ${JSON.stringify(headers)}`).toBe(401);
         expect(res.body.code).toBe('KMIG0020E');
