@@ -46,6 +46,11 @@ export async function startInProc(env: Record<string, string> = {}): Promise<InP
   await new Promise((r) => server.once('listening', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const redis = new Redis(config.redis.url);
+  // Serve tests only once the API's own Redis connection is up (/health says so).
+  for (let i = 0; (await fetch(`${url}/health`)).status !== 200; i++) {
+    if (i > 100) throw new Error('the in-process API did not reach Redis in 5 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const snapshot = async () => {
     const out: Record<string, unknown> = {};
     for (const k of (await redis.keys(`${prefix}:*`)).sort()) {
