@@ -59,7 +59,7 @@ const validish = fc.record(
   },
   { requiredKeys: ['remote_host'] },
 );
-const body = fc.oneof(
+const body: fc.Arbitrary<string | undefined> = fc.oneof(
   fc.constant(undefined),
   { arbitrary: validish.map((o) => JSON.stringify(o)), weight: 3 },
   objectBody.map((o) => JSON.stringify(o)),
@@ -80,7 +80,7 @@ const header = fc.record(
 const request = fc.record({ method, path, auth, body, headers: header });
 
 /** A precheck opens the destination: keep it on the loopback whatever was generated. */
-function safe(r: fc.RecordValue<{ method: string; path: string; auth: string | undefined; body: string | undefined; headers: Record<string, string> }>) {
+function safe(r: { method: string; path: string; auth: string | undefined; body: string | undefined; headers: Record<string, string> }) {
   if (r.body && /dry_run/.test(r.body)) {
     try {
       const b = JSON.parse(r.body);
