@@ -25,7 +25,7 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-function waitReady(child: ChildProcess, what: string): Promise<{ address?: { port: number } }> {
+export function waitReady(child: ChildProcess, what: string): Promise<{ address?: { port: number } }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what} did not start in 30 s`)), 30_000);
     child.once('message', (m) => {
@@ -39,7 +39,7 @@ function waitReady(child: ChildProcess, what: string): Promise<{ address?: { por
   });
 }
 
-function spawn(file: string, env: NodeJS.ProcessEnv): ChildProcess {
+export function spawn(file: string, env: NodeJS.ProcessEnv): ChildProcess {
   const child = fork(bin(file), [], { execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   // Keep the logs for a failing test, without flooding a passing run.
   const lines: string[] = [];
