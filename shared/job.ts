@@ -58,6 +58,8 @@ export interface Checkpoint {
   history: HistoryEntry[];
   /** Why the migration failed; recovery still runs before the job ends. */
   error?: ErrorJSON;
+  /** Set while the job waits in the queue for a migration slot (a concurrency limit is full). */
+  slotWait?: { reason: string; since: string };
 }
 
 export interface MigrationJobData {

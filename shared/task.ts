@@ -91,7 +91,14 @@ function asProgress(p: unknown): MigrationProgress | null {
   return null;
 }
 
-function runningMessage(stage: string, vm: string, host: string, state: string, progress: MigrationProgress | null): string {
+/** What a task waiting for a migration slot says; the history records the same words. */
+export function slotWaitMessage(reason: string): string {
+  return `waiting for a migration slot: ${reason}`;
+}
+
+function runningMessage(stage: string, vm: string, host: string, state: string, progress: MigrationProgress | null, slotWait: string | undefined): string {
+  // Waiting for a slot shows in every state the wait passes through: delayed in the queue, and briefly active while a worker looks again.
+  if (slotWait !== undefined) return slotWaitMessage(slotWait);
   if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children') return 'The request is being processing.';
   if (state === 'delayed') return `waiting to retry stage ${stage}`;
   switch (stage) {
@@ -147,7 +154,7 @@ export function toTask(job: JobSnapshot): Task {
   let message: string;
   if (status === 'finished') message = 'Migrate finished';
   else if (status === 'failed' || status === 'killed') message = error?.reason ?? job.failedReason ?? 'failed';
-  else message = runningMessage(stage, request.vm, request.remoteHost, job.state, progress);
+  else message = runningMessage(stage, request.vm, request.remoteHost, job.state, progress, checkpoint?.slotWait?.reason);
   return {
     id: job.id,
     status,

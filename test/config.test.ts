@@ -82,6 +82,16 @@ describe('configuration', () => {
   });
 });
 
+describe('concurrency limits', () => {
+  it("default to oVirt's two outgoing and two incoming per host, ten in all", () => {
+    expect(loadConfig().limits).toEqual({ outgoing_per_host: 2, incoming_per_host: 2, global: 10, wait_poll: 2000 });
+  });
+  it('come from the environment, and a limit of 0 is refused (it would stop every migration)', () => {
+    expect(loadConfig({ env: { KVM_MIGRATE_LIMITS_OUTGOING_PER_HOST: '1', KVM_MIGRATE_LIMITS_WAIT_POLL: '300' } }).limits).toMatchObject({ outgoing_per_host: 1, wait_poll: 300 });
+    expect(() => loadConfig({ env: { KVM_MIGRATE_LIMITS_GLOBAL: '0' } })).toThrow(/limits.global.*KVM_MIGRATE_LIMITS_GLOBAL/);
+  });
+});
+
 describe('timer limits', () => {
   it('refuses a migration timeout a Node timer cannot hold (it would fire at once)', () => {
     expect(() => loadConfig({ env: { KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT: String(30 * 24 * 3600) } })).toThrow(/migration_destination_timeout.*2000000 seconds/);

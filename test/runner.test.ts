@@ -9,7 +9,10 @@ import { migrationError } from '../shared/errors.js';
 import type { MigrationJobData } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import { STAGES, type StageName } from '../shared/stage.js';
+import type { SlotHosts, Slots } from '../shared/limits.js';
+import { noControl } from '../worker/control.js';
 import { JobFailed, runJob, type RunnableJob } from '../worker/runner.js';
+import { SlotWait } from '../worker/slots.js';
 import type { Stage, StageOutcome } from '../worker/stages/stage.js';
 
 const config = loadConfig({ overrides: { retry: { attempts: 3, backoff: 10 }, stages: { check_deadline: 50 } } });
@@ -145,5 +148,162 @@ describe('stage runner', () => {
     const err = await runJob(j, deps(st)).catch((e) => e);
     expect(err.error.code).toBe('KMIG0202E');
     expect(err.error.reason).toMatch(/check did not finish within 50 ms/);
+  });
+});
+
+/** Slots in memory with one outgoing limit per source host: what the runner sees of shared/limits.ts. */
+function memorySlots(max: number) {
+  const held = new Map<string, Set<string>>();
+  const set = (h: SlotHosts) => held.get(h.source) ?? held.set(h.source, new Set()).get(h.source)!;
+  const slots: Slots & { held: typeof held; released: string[] } = {
+    held,
+    released: [],
+    async acquire(id, hosts, opts = {}) {
+      const s = set(hosts);
+      if (s.has(id)) return { kind: 'acquired', alreadyHeld: true, over: null };
+      const hit = s.size >= max ? { limit: 'outgoing' as const, count: s.size, max } : null;
+      if (hit && !opts.force) return { kind: 'blocked', ...hit };
+      s.add(id);
+      return { kind: 'acquired', alreadyHeld: false, over: hit };
+    },
+    async renew() {
+      return true;
+    },
+    async release(id, hosts) {
+      slots.released.push(id);
+      set(hosts).delete(id);
+    },
+  };
+  return slots;
+}
+
+const checked = { sourceHostUuid: 'src-uuid', destinationHostUuid: 'dst-uuid', domainUuid: 'd', memoryKiB: 1, destinationHadDefinition: false };
+const limitedDeps = (st: Record<StageName, Stage>, slots: Slots, now = clock.now) => ({ ...deps(st), slots, clock: { now } });
+
+describe('stage runner with concurrency limits', () => {
+  it('takes the slot after check; while the limit is full it hands the job back to wait, noting the reason once', async () => {
+    const slots = memorySlots(1);
+    slots.held.set('src-uuid', new Set(['other-job']));
+    const ran: string[] = [];
+    const j = job();
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const now = () => new Date(t);
+    // First run: check passes, connect must wait.
+    const err = await runJob(j, limitedDeps(stages(async (n) => (n === 'check' ? { next: 'connect', results: { check: checked } } : happy(n)), ran), slots, now)).catch((e) => e);
+    expect(err).toBeInstanceOf(SlotWait);
+    expect(err.reason).toBe('s already has 1 outgoing migration (limit 1)');
+    expect(ran).toEqual(['check']);
+    const waiting = j.data.checkpoint!;
+    expect(waiting.step).toBe('connect');
+    expect(waiting.slotWait).toEqual({ reason: err.reason, since: '2026-01-01T00:00:00.000Z' });
+    expect(waiting.history.filter((h) => h.event === 'decision')).toEqual([{ at: '2026-01-01T00:00:00.000Z', stage: 'connect', event: 'decision', detail: 'waiting for a migration slot: s already has 1 outgoing migration (limit 1)' }]);
+    // Woken again, still full: no new history entry, and no 'resume' either.
+    t += 2000;
+    await expect(runJob(j, limitedDeps(stages(happy, ran), slots, now))).rejects.toBeInstanceOf(SlotWait);
+    expect(j.data.checkpoint!.history).toEqual(waiting.history);
+    expect(slots.released).toEqual([]); // a waiting job holds nothing, so gives nothing back
+    // The other job is done: this one takes the slot, says how long it waited, runs and gives the slot back.
+    slots.held.get('src-uuid')!.delete('other-job');
+    t += 1500;
+    const cp = await runJob(j, limitedDeps(stages(happy, ran), slots, now));
+    expect(ran).toEqual(['check', 'connect', 'prepare', 'migrate', 'finish']);
+    expect(cp.slotWait).toBeUndefined();
+    expect(cp.history.filter((h) => h.event === 'resume')).toEqual([]);
+    expect(cp.history.filter((h) => h.event === 'decision').map((h) => h.detail)).toEqual(['waiting for a migration slot: s already has 1 outgoing migration (limit 1)', 'got a migration slot after 3.5 s of waiting']);
+    expect(slots.released).toEqual(['j']);
+    expect(slots.held.get('src-uuid')!.size).toBe(0);
+  });
+
+  it('records a new reason when it changes', async () => {
+    const slots = memorySlots(1);
+    slots.held.set('src-uuid', new Set(['a']));
+    const j = job(0, { step: 'connect', results: { check: checked }, history: [{ at: '', stage: 'check', event: 'start' }] });
+    await expect(runJob(j, limitedDeps(stages(happy, []), slots))).rejects.toBeInstanceOf(SlotWait);
+    const limit2 = memorySlots(2);
+    limit2.held.set('src-uuid', new Set(['a', 'b']));
+    await expect(runJob(j, limitedDeps(stages(happy, []), limit2))).rejects.toBeInstanceOf(SlotWait);
+    expect(j.data.checkpoint!.history.filter((h) => h.event === 'decision').map((h) => h.detail)).toEqual([
+      'waiting for a migration slot: s already has 1 outgoing migration (limit 1)',
+      'waiting for a migration slot: s already has 2 outgoing migrations (limit 2)',
+    ]);
+  });
+
+  it('a job resumed at migrate takes its slot even over the limit, and says so', async () => {
+    const slots = memorySlots(1);
+    slots.held.set('src-uuid', new Set(['a']));
+    const ran: string[] = [];
+    const cp = await runJob(job(1, { step: 'migrate', results: { check: checked }, history: [{ at: '', stage: 'migrate', event: 'start' }] }), limitedDeps(stages(happy, ran), slots));
+    expect(ran).toEqual(['migrate', 'finish']);
+    const notes = cp.history.filter((h) => h.event === 'decision');
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatchObject({ stage: 'migrate', detail: expect.stringMatching(/^resumed at stage migrate: took its migration slot although s already has 1 outgoing migration \(limit 1\); a copy may be running/) });
+    expect(cp.history.filter((h) => h.event === 'resume')).toHaveLength(1);
+  });
+
+  it('gives the slot back when retrying before the copy, keeps it when retrying at migrate', async () => {
+    const transient = Object.assign(new Error('Connection refused'), { name: 'VirError', code: 38 });
+    for (const [at, kept] of [['prepare', false], ['migrate', true]] as const) {
+      const slots = memorySlots(2);
+      const st = stages(async (n) => (n === at ? Promise.reject(transient) : n === 'check' ? { next: 'connect', results: { check: checked } } : happy(n)), []);
+      await expect(runJob(job(0), limitedDeps(st, slots))).rejects.toBe(transient);
+      expect(slots.held.get('src-uuid')!.has('j'), at).toBe(kept);
+    }
+  });
+
+  it('keeps the slot when this worker lost the job: its new owner holds it under the same job id', async () => {
+    const slots = memorySlots(2);
+    const ac = new AbortController();
+    const j = Object.assign(job(0, { step: 'connect', results: { check: checked }, history: [] }), { signal: ac.signal });
+    const st = stages(async (n) => {
+      if (n === 'prepare') ac.abort();
+      return happy(n);
+    }, []);
+    await expect(runJob(j, limitedDeps(st, slots))).rejects.toMatchObject({ message: expect.stringMatching(/lost the job/) });
+    expect(slots.held.get('src-uuid')!.has('j')).toBe(true);
+    expect(slots.released).toEqual([]);
+  });
+
+  it('renews the lease while the job runs, and never after giving the slot back', async () => {
+    const slots = memorySlots(2);
+    const events: string[] = [];
+    slots.renew = async () => {
+      events.push('renew');
+      return true;
+    };
+    const release = slots.release;
+    slots.release = async (id, hosts) => {
+      events.push('release');
+      return release(id, hosts);
+    };
+    // lock_duration 40 ms: renewed every 20 ms; the copy takes 130 ms.
+    const short = loadConfig({ overrides: { retry: { attempts: 3, backoff: 10 }, worker: { lock_duration: 40 } } });
+    const st = stages(async (n) => {
+      if (n === 'migrate') await new Promise((r) => setTimeout(r, 130));
+      return happy(n);
+    }, []);
+    await runJob(job(0, { step: 'connect', results: { check: checked }, history: [] }), { ...limitedDeps(st, slots), config: short });
+    const renewals = events.filter((e) => e === 'renew').length;
+    expect(renewals).toBeGreaterThanOrEqual(3);
+    expect(events.at(-1)).toBe('release');
+    await new Promise((r) => setTimeout(r, 60));
+    expect(events.at(-1)).toBe('release');
+    expect(events.filter((e) => e === 'renew')).toHaveLength(renewals);
+  });
+
+  it('a job cancelled while it waits for a slot ends killed before connect, holding nothing', async () => {
+    const slots = memorySlots(1);
+    slots.held.set('src-uuid', new Set(['a']));
+    const ran: string[] = [];
+    let cancelled = false;
+    const control = { ...noControl, get cancelled() { return cancelled; }, refresh: async () => { cancelled = true; } };
+    const j = Object.assign(job(0, { step: 'connect', results: { check: checked }, history: [{ at: '', stage: 'check', event: 'start' }] }), { control });
+    // The cancel is seen right after the limit said no: no trip through the queue first.
+    const err = await runJob(j, limitedDeps(stages(happy, ran), slots)).catch((e) => e);
+    expect(err).toBeInstanceOf(JobFailed);
+    expect(err.error.code).toBe('KMIG0204E');
+    expect(ran).toEqual([]);
+    expect(j.data.checkpoint!.slotWait).toBeUndefined();
+    expect(j.data.checkpoint!.history.at(-1)).toMatchObject({ stage: 'connect', event: 'decision', detail: 'cancelled before the migration started' });
+    expect(slots.held.get('src-uuid')!.has('j')).toBe(false);
   });
 });

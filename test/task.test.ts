@@ -53,6 +53,18 @@ describe('task JSON', () => {
     expect(t.message).toBe('KMIG0299E: job stalled more than allowable limit');
     expect(t.error?.code).toBe('KMIG0299E');
   });
+  it('says why a job waits for a migration slot, in every state the wait passes through, distinct from a retry', () => {
+    const slotWait = { reason: '127.0.0.11 already has 2 outgoing migrations (limit 2)', since: '2026-01-01T00:00:01.000Z' };
+    const waiting = { ...data, checkpoint: { step: 'connect' as const, results: {}, history: [], slotWait } };
+    for (const state of ['delayed', 'active', 'waiting']) {
+      const t = toTask(snap({ state, data: waiting }));
+      expect(t.status, state).toBe('running');
+      expect(t.message, state).toBe('waiting for a migration slot: 127.0.0.11 already has 2 outgoing migrations (limit 2)');
+    }
+    expect(toTask(snap({ state: 'delayed', data: { ...data, checkpoint: { step: 'connect', results: {}, history: [] } } })).message).toBe('waiting to retry stage connect');
+    // Over: the outcome, not the wait.
+    expect(toTask(snap({ state: 'completed', data: waiting })).message).toBe('Migrate finished');
+  });
   it('escapes the VM name in target_uri', () => {
     expect(toTask(snap({ data: { ...data, request: { ...data.request, vm: 'a b/c' } } })).target_uri).toBe('/vms/a%20b%2Fc');
   });

@@ -1,17 +1,22 @@
 /**
  * The stage runner: executes a job's stages from its checkpoint, saving the
- * checkpoint after every stage, enforcing each stage's deadline, and applying
- * the retry policy. It knows nothing of BullMQ: the job is a small interface,
- * so the runner can be driven by tests and by the BullMQ processor alike.
+ * checkpoint after every stage, enforcing each stage's deadline, applying
+ * the retry policy, and taking the job's migration slots (concurrency limits)
+ * before the stages that need them. It knows nothing of BullMQ: the job is a
+ * small interface, so the runner can be driven by tests and by the BullMQ
+ * processor alike.
  */
 import type { Config } from '../shared/config.js';
 import { errorJSON, isMigrationError, migrationError, type ErrorJSON } from '../shared/errors.js';
 import { initialCheckpoint, type Checkpoint, type HistoryEntry, type MigrationJobData, type StageResults } from '../shared/job.js';
 import type { Connection, Hypervisor } from '../shared/libvirt/types.js';
 import type { StageName } from '../shared/stage.js';
-import type { MigrationProgress } from '../shared/task.js';
+import type { Slots } from '../shared/limits.js';
+import { slotWaitMessage, type MigrationProgress } from '../shared/task.js';
+import { renewEveryMs, type Leaving } from './policy/limits.js';
 import { decideOnFailure } from './policy/retry.js';
 import { noControl, type JobControl } from './control.js';
+import { JobSlots, SlotWait } from './slots.js';
 import type { Clock, Logger, ResultsPatch, Stage, StageContext, StageOutcome } from './stages/stage.js';
 
 export interface RunnableJob {
@@ -39,6 +44,8 @@ export interface RunnerDeps {
   log: Logger;
   /** Grace for a stage past its deadline to stop (default 15 s). */
   settleMs?: number;
+  /** Migration slots (concurrency limits); without them jobs run unlimited. */
+  slots?: Slots;
 }
 
 /** Thrown to end the job for good; the worker turns it into BullMQ's UnrecoverableError. */
@@ -112,6 +119,12 @@ async function withDeadline<T>(ms: number, settleMs: number, outer: AbortSignal 
   }
 }
 
+/** The checkpoint without its slot wait: the job got its slot, or ends. */
+function noWait(cp: Checkpoint): Checkpoint {
+  const { slotWait: _, ...rest } = cp;
+  return rest;
+}
+
 function mergeResults(results: StageResults, patch: ResultsPatch): StageResults {
   const out: Record<string, unknown> = { ...results };
   for (const [k, v] of Object.entries(patch)) out[k] = { ...((results as Record<string, object | undefined>)[k] ?? {}), ...v };
@@ -132,10 +145,24 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
 
   const source = lazyConnection(deps.hypervisor, request.sourceUri, config.libvirt.connect_timeout);
   const destination = lazyConnection(deps.hypervisor, request.destinationUri, config.libvirt.connect_timeout);
-  // A job that already started a stage is being picked up again (retry or crashed worker).
-  if (cp.history.some((h) => h.event === 'start')) await save({ ...cp, history: [...cp.history, entry(cp.step, { event: 'resume', detail: `attempt ${attempt}` })] });
+  // A job that already started a stage is being picked up again (retry or crashed worker);
+  // one that merely woke to look for a migration slot again is not.
+  if (cp.history.some((h) => h.event === 'start') && !cp.slotWait) await save({ ...cp, history: [...cp.history, entry(cp.step, { event: 'resume', detail: `attempt ${attempt}` })] });
 
   const control = job.control ?? noControl;
+  const slots = new JobSlots(deps.slots, job.id, renewEveryMs(config), log);
+  // Records why the job waits (only when the reason changes: a job looks again every
+  // limits.wait_poll) and hands it back to the queue.
+  const waitForSlot = async (stage: string, reason: string) => {
+    if (cp.slotWait?.reason !== reason) {
+      const history = [...cp.history, entry(stage, { event: 'decision', detail: slotWaitMessage(reason) })];
+      await save({ ...cp, history, slotWait: { reason, since: cp.slotWait?.since ?? clock.now().toISOString() } });
+    }
+    // A cancel that came meanwhile is acted on now, not after the next look.
+    await control.refresh();
+    if (!control.cancelled) throw new SlotWait(reason);
+  };
+  let leaving: Leaving | 'waiting' = 'retry';
   try {
     while (cp.step !== 'done') {
       const stage = deps.stages[cp.step];
@@ -143,11 +170,21 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       // stage handles a cancel itself (abort, then recovery); recover and finish run on.
       if (control.cancelled && !cp.error && (stage.name === 'check' || stage.name === 'connect' || stage.name === 'prepare')) {
         const error = migrationError('CANCELLED', { name: request.vm }).toJSON();
-        await save({ ...cp, step: 'done', error, history: [...cp.history, entry(stage.name, { event: 'decision', detail: 'cancelled before the migration started' })] });
+        await save({ ...noWait(cp), step: 'done', error, history: [...cp.history, entry(stage.name, { event: 'decision', detail: 'cancelled before the migration started' })] });
         break;
       }
-      const started = cp;
-      await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'start' })] });
+      const slot = await slots.take(stage.name, request, cp.results);
+      if (slot.kind === 'blocked') {
+        await waitForSlot(stage.name, slot.reason);
+        continue; // cancelled while waiting: the check above ends the job
+      }
+      const notes: HistoryEntry[] = [];
+      if (cp.slotWait) notes.push(entry(stage.name, { event: 'decision', detail: `got a migration slot after ${(Math.max(0, clock.now().getTime() - Date.parse(cp.slotWait.since)) / 1000).toFixed(1)} s of waiting` }));
+      if (slot.kind === 'acquired' && slot.over) {
+        notes.push(entry(stage.name, { event: 'decision', detail: `resumed at stage ${stage.name}: took its migration slot although ${slot.over}; a copy may be running in libvirt, and leaving it unwatched is worse than being briefly over the limit` }));
+      }
+      const started = noWait(cp);
+      await save({ ...started, history: [...cp.history, ...notes, entry(stage.name, { event: 'start' })] });
       let outcome: StageOutcome;
       try {
         if (job.signal?.aborted) throw migrationError('TRANSIENT', { detail: 'this worker lost the job (lock expired or shutting down); another worker resumes it' });
@@ -198,9 +235,15 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       const error = outcome.clearError ? undefined : (outcome.error ?? cp.error);
       await save(error ? { ...next, error } : next);
     }
+    leaving = 'ended';
+  } catch (e) {
+    if (e instanceof SlotWait) leaving = 'waiting';
+    throw e;
   } finally {
     await source.close();
     await destination.close();
+    // Waiting, the job holds nothing; a job this worker lost is its new owner's to release.
+    if (leaving !== 'waiting') await slots.leave(job.signal?.aborted ? 'lost' : leaving, cp.step, request, cp.results);
   }
   if (cp.error) throw new JobFailed(cp.error);
   return cp;

@@ -1,16 +1,20 @@
 /**
  * BullMQ processor: adapts a BullMQ job to the stage runner and maps a final
  * failure to UnrecoverableError so BullMQ does not retry what the runner
- * already decided to end.
+ * already decided to end, and a full concurrency limit to BullMQ's manual
+ * delay, so a job waiting for a migration slot waits in the queue.
  */
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../shared/config.js';
 import type { MigrationJobData } from '../shared/job.js';
+import { redisSlots } from '../shared/limits.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { MigrationProgress } from '../shared/task.js';
 import type { ControlBus, JobControl } from './control.js';
+import { leaseMs } from './policy/limits.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
+import { SlotWait } from './slots.js';
 import { createStages } from './stages/index.js';
 import type { Clock, Logger } from './stages/stage.js';
 
@@ -47,22 +51,33 @@ function adapt(job: Job<MigrationJobData>, fallbackAttempts: number, signal: Abo
 export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData> {
   const { config, log } = deps;
   const stages = createStages();
+  const { limits } = config;
+  const slots = redisSlots(deps.connection, config.redis.prefix, { outgoingPerHost: limits.outgoing_per_host, incomingPerHost: limits.incoming_per_host, global: limits.global }, leaseMs(config));
   // Jobs this process runs, so a lost lock can stop the right one.
   const running = new Map<string, AbortController>();
   const worker = new Worker<MigrationJobData>(
     config.redis.queue,
-    async (job, _token, bullSignal) => {
-      log.info({ job: job.id, vm: job.data.request.vm, attempt: job.attemptsMade + 1 }, 'migration job picked up');
+    async (job, token, bullSignal) => {
+      // A job waiting for a slot is picked up every limits.wait_poll: not worth a line each time.
+      const waiting = job.data.checkpoint?.slotWait !== undefined;
+      log[waiting ? 'debug' : 'info']({ job: job.id, vm: job.data.request.vm, attempt: job.attemptsMade + 1 }, waiting ? 'looking for a migration slot again' : 'migration job picked up');
       const ac = new AbortController();
       bullSignal?.addEventListener('abort', () => ac.abort());
       running.set(String(job.id), ac);
       let control: JobControl | null = null;
       try {
         control = await deps.control.attach(String(job.id));
-        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log });
+        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots });
         log.info({ job: job.id, vm: job.data.request.vm }, 'migration finished');
         return { step: cp.step };
       } catch (e) {
+        if (e instanceof SlotWait) {
+          // BullMQ's manual delay: back to the delayed set without using an attempt
+          // (moveToDelayed skips the attempt count); DelayedError tells the worker not to fail it.
+          if (!waiting) log.info({ job: job.id, vm: job.data.request.vm, reason: e.reason }, 'waiting for a migration slot');
+          await job.moveToDelayed(Date.now() + config.limits.wait_poll, token);
+          throw new DelayedError();
+        }
         if (e instanceof JobFailed) {
           log.warn({ job: job.id, vm: job.data.request.vm, err: e.error.reason }, 'migration failed');
           throw new UnrecoverableError(e.message);
@@ -84,6 +99,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       // Each takeover resumes from the checkpoint; a job that keeps killing its
       // workers is failed after this many takeovers instead of looping forever.
       maxStalledCount: 20,
+      // No maxStartedAttempts: a job waiting for a migration slot is started again at every look.
       autorun: false,
     },
   );
