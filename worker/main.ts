@@ -4,6 +4,7 @@ import { createHypervisor } from '../shared/libvirt/index.js';
 import { createLogger, systemClock } from '../shared/log.js';
 import { logOutages, workerRedis } from '../shared/queue.js';
 import { ControlBus } from './control.js';
+import { failpointsFrom } from './failpoints.js';
 import { createMigrationWorker } from './worker.js';
 
 export async function runWorker(config: Config): Promise<void> {
@@ -12,7 +13,10 @@ export async function runWorker(config: Config): Promise<void> {
   logOutages(connection, log, 'jobs wait in Redis until it is back');
   const control = new ControlBus(connection.duplicate(), connection, config.redis.prefix);
   await control.start();
-  const worker = createMigrationWorker({ config, connection, control, hypervisor: createHypervisor(), clock: systemClock, log });
+  // Only the fault suite sets this: it makes the worker SIGKILL itself at a named place.
+  const failpoint = failpointsFrom(process.env.KVM_MIGRATE_FAILPOINT);
+  if (failpoint) log.warn({ failpoint: process.env.KVM_MIGRATE_FAILPOINT }, 'failpoints armed: this worker will kill itself there');
+  const worker = createMigrationWorker({ config, connection, control, hypervisor: createHypervisor(), clock: systemClock, log, ...(failpoint ? { failpoint } : {}) });
   const shutdown = async (sig: string) => {
     log.info({ sig }, 'worker stopping: running migrations are left to libvirt and resumed by the next worker');
     await worker.close(true).catch(() => undefined);

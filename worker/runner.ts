@@ -14,6 +14,7 @@ import type { StageName } from '../shared/stage.js';
 import type { Slots } from '../shared/limits.js';
 import { slotWaitMessage, type MigrationProgress } from '../shared/task.js';
 import { renewEveryMs, type Leaving } from './policy/limits.js';
+import type { Failpoint } from './failpoints.js';
 import { decideOnFailure } from './policy/retry.js';
 import { noControl, type JobControl } from './control.js';
 import { JobSlots, SlotWait } from './slots.js';
@@ -46,6 +47,8 @@ export interface RunnerDeps {
   settleMs?: number;
   /** Migration slots (concurrency limits); without them jobs run unlimited. */
   slots?: Slots;
+  /** Fault-suite hook called at "stage:start" and "stage:done" (see failpoints.ts). */
+  failpoint?: Failpoint;
 }
 
 /** Thrown to end the job for good; the worker turns it into BullMQ's UnrecoverableError. */
@@ -185,6 +188,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       }
       const started = noWait(cp);
       await save({ ...started, history: [...cp.history, ...notes, entry(stage.name, { event: 'start' })] });
+      deps.failpoint?.(`${stage.name}:start`);
       let outcome: StageOutcome;
       try {
         if (job.signal?.aborted) throw migrationError('TRANSIENT', { detail: 'this worker lost the job (lock expired or shutting down); another worker resumes it' });
@@ -227,6 +231,8 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
         await save({ ...cp, step: 'done', error: stage.name === 'recover' && cp.error ? { ...cp.error, reason: `${cp.error.reason}; recovery: ${json.reason}` } : error, history });
         break;
       }
+      // The stage's effects are real now, but not recorded yet: the hardest place to die.
+      deps.failpoint?.(`${stage.name}:done`);
       const next: Checkpoint = {
         step: outcome.next,
         results: mergeResults(cp.results, outcome.results ?? {}),

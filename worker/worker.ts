@@ -12,6 +12,7 @@ import { redisSlots } from '../shared/limits.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { MigrationProgress } from '../shared/task.js';
 import type { ControlBus, JobControl } from './control.js';
+import type { Failpoint } from './failpoints.js';
 import { leaseMs } from './policy/limits.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
 import { SlotWait } from './slots.js';
@@ -26,6 +27,8 @@ export interface WorkerDeps {
   hypervisor: Hypervisor;
   clock: Clock;
   log: Logger;
+  /** Fault-suite hook (failpoints.ts); undefined in normal operation. */
+  failpoint?: Failpoint;
 }
 
 function asProgress(p: unknown): MigrationProgress | null {
@@ -67,7 +70,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       let control: JobControl | null = null;
       try {
         control = await deps.control.attach(String(job.id));
-        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots });
+        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots, ...(deps.failpoint ? { failpoint: deps.failpoint } : {}) });
         log.info({ job: job.id, vm: job.data.request.vm }, 'migration finished');
         return { step: cp.step };
       } catch (e) {
