@@ -29,6 +29,7 @@ export class PrivateRedis {
   async start(): Promise<void> {
     this.proc = spawnChild('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
     const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined); // refused until the server listens: expected here
     for (let i = 0; ; i++) {
       try {
         await probe.connect();
