@@ -13,6 +13,8 @@ import { createTaskStore, guard } from './tasks.js';
 
 export interface WiredApi {
   app: ReturnType<typeof createApp>;
+  /** Resolves once Redis is connected, or after `ms` whatever happened (the API then answers 503 until it is). */
+  redisReady(ms: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -29,6 +31,19 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   const app = createApp({ config, hypervisor, source, tasks, once, clock, log, redisReady: ready });
   return {
     app,
+    redisReady(ms) {
+      if (ready()) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const done = (v: boolean) => {
+          clearTimeout(timer);
+          redis.off('ready', onReady);
+          resolve(v);
+        };
+        const onReady = () => done(true);
+        const timer = setTimeout(() => done(ready()), ms);
+        redis.on('ready', onReady);
+      });
+    },
     async close() {
       await queue.close().catch(() => undefined);
       redis.disconnect();

@@ -18,7 +18,10 @@ if (config.auth.enabled && config.auth.tokens.length === 0) {
   process.exit(2);
 }
 if (!config.auth.enabled) log.warn({}, 'authentication is off: anyone who reaches the API is an operator');
-const { app, close } = wireApi(config, log, systemClock);
+const { app, close, redisReady } = wireApi(config, log, systemClock);
+// A freshly (re)started API waits briefly for Redis, so its first answers are not 503s
+// for a connection still being made; a Redis that stays away does not keep it from serving.
+if (!(await redisReady(3000))) log.warn({}, 'Redis not reachable yet: answering 503 until it is');
 const server = app.listen(config.api.port, config.api.host, () => {
   const a = server.address();
   log.info({ address: a }, 'kvm-migrate API listening');

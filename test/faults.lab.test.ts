@@ -85,7 +85,7 @@ async function call(url: string, method: string, path: string, body?: unknown) {
   const r = await api(url, method, path, body);
   if (r.status >= 500) {
     const expected = redisDown && r.status === 503 && r.body?.code === 'KMIG0006E';
-    report.fivexx.push({ status: r.status, code: r.body?.code ?? null, expected });
+    report.fivexx.push({ status: r.status, code: r.body?.code ?? null, expected, ...(expected ? {} : { reason: String(r.body?.reason ?? '').slice(0, 200) }) });
   }
   return r;
 }

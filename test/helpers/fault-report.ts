@@ -30,7 +30,7 @@ export interface Report {
   config: { lockMs: number; stalledMs: number; stuckMs: number };
   trials: TrialRecord[];
   /** 5xx answers the suite got from the API, fuzzing included; `expected`: 503 KMIG0006E while Redis was down on purpose. */
-  fivexx: { status: number; code: string | null; expected: boolean }[];
+  fivexx: { status: number; code: string | null; expected: boolean; reason?: string }[];
   duplicates: { sent: number; created: number; conflicts: number } | null;
   fuzz: { sent: number; answered: number; statuses: Record<number, number>; failures: number } | null;
 }
