@@ -31,7 +31,8 @@ const server = app.listen(config.api.port, config.api.host, () => {
 async function shutdown(sig: string) {
   log.info({ sig }, 'shutting down');
   server.close();
-  await close();
+  // Bounded: a libvirt connection whose daemon died mid-call may never finish closing.
+  await Promise.race([close(), new Promise((r) => setTimeout(r, 5000).unref())]);
   process.exit(0);
 }
 // A client that trickles its headers or body in cannot hold a connection for long.

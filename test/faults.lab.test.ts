@@ -74,7 +74,7 @@ const OTHER: Kind[] = [
 ];
 
 const hv = createHypervisor();
-const redis = new PrivateRedis(6391);
+const redis = new PrivateRedis(Number(process.env.KVM_MIGRATE_FAULT_REDIS_PORT ?? 6391));
 let rig: Rig;
 const report: Report = { startedAt: new Date().toISOString(), config: { lockMs: LOCK_MS, stalledMs: STALLED_MS, stuckMs: STUCK_MS }, trials: [], fivexx: [], duplicates: null, fuzz: null };
 

@@ -41,6 +41,8 @@ export class PrivateRedis {
       }
     }
     probe.disconnect();
+    // Another server already on the port would answer the probe: this one must be the one running.
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`redis-server could not start on port ${this.port} (is another one there?)`);
   }
   /** A clean restart (SIGTERM: Redis flushes its AOF and exits), then up again on the same files. */
   async restart(downMs = 1000): Promise<void> {
@@ -139,8 +141,10 @@ export async function startRig(redisUrl: string, extraEnv: Record<string, string
       await rig.stopWorkers();
       for (const c of Object.values(apis)) {
         if (c && !exited(c)) {
+          const done = waitExit(c);
           c.kill('SIGTERM');
-          await waitExit(c);
+          setTimeout(() => c.kill('SIGKILL'), 8000).unref();
+          await done;
         }
       }
     },
