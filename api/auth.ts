@@ -62,24 +62,48 @@ declare module 'express-serve-static-core' {
 const challenge = (res: Response, error?: string) =>
   res.setHeader('WWW-Authenticate', `Bearer realm="kvm-migrate"${error ? `, error="${error}"` : ''}`);
 
+/**
+ * Failed authentications per client address in fixed one-minute windows.
+ * Past the limit a wrong token gets 429 instead of 401; a right token always
+ * passes, so nobody sharing the address is locked out by a guesser.
+ */
+export function failureBrake(perMinute: number, now: () => number) {
+  const windows = new Map<string, { start: number; count: number }>();
+  return {
+    /** Records a failure; returns the seconds to wait when the address is over the limit. */
+    fail(addr: string): number | null {
+      const t = now();
+      if (windows.size > 10_000) for (const [k, w] of windows) if (t - w.start >= 60_000) windows.delete(k);
+      let w = windows.get(addr);
+      if (!w || t - w.start >= 60_000) windows.set(addr, (w = { start: t, count: 0 }));
+      w.count++;
+      return w.count > perMinute ? Math.max(1, Math.ceil((w.start + 60_000 - t) / 1000)) : null;
+    },
+  };
+}
+
 /** Authenticates the request and checks its role against its method. */
-export function authorize(config: Config['auth']) {
+export function authorize(config: Config['auth'], brake: { failuresPerMinute: number; now: () => number }) {
   const lookup = createTokenLookup(config.tokens);
+  const failures = failureBrake(brake.failuresPerMinute, brake.now);
+  const refuse = (req: Request, res: Response, next: NextFunction, detail: string, error?: string) => {
+    const wait = failures.fail(req.ip ?? req.socket.remoteAddress ?? 'unknown');
+    if (wait !== null) {
+      res.setHeader('Retry-After', String(wait));
+      return next(migrationError('AUTH_FAILURES', { limit: String(brake.failuresPerMinute), retry: String(wait) }));
+    }
+    challenge(res, error);
+    next(migrationError('UNAUTHENTICATED', { detail }));
+  };
   return (req: Request, res: Response, next: NextFunction) => {
     if (!config.enabled) {
       req.principal = { name: 'anonymous', role: 'operator' };
       return next();
     }
     const b = bearer(req.headers.authorization);
-    if ('missing' in b) {
-      challenge(res);
-      return next(migrationError('UNAUTHENTICATED', { detail: b.missing }));
-    }
+    if ('missing' in b) return refuse(req, res, next, b.missing);
     const who = lookup(b.token);
-    if (!who) {
-      challenge(res, 'invalid_token');
-      return next(migrationError('UNAUTHENTICATED', { detail: 'the token is not valid' }));
-    }
+    if (!who) return refuse(req, res, next, 'the token is not valid', 'invalid_token');
     req.principal = who;
     const need = roleFor(req.method);
     if (!allows(who.role, need)) {

@@ -162,11 +162,15 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     },
     async enqueue(request, now, id = randomUUID()) {
       const data: MigrationJobData = { request, checkpoint: initialCheckpoint(now) };
-      const job = await redis(() => queue.add(JOB_NAME, data, jobOptions(config, id, vmLockKey(request.sourceUri, request.vm))));
-      const created = job.id === id;
-      const existing = created ? job : await redis(() => queue.getJob(String(job.id)));
-      if (!existing) throw migrationError('QUEUE_UNAVAILABLE', { detail: 'the running task vanished while being read' });
-      return { task: await redis(() => snapshot(existing)), created };
+      // The VM's running job can end or be cancelled between the refused add and reading it:
+      // then the VM is free and the add is tried again.
+      for (let round = 0; round < 3; round++) {
+        const job = await redis(() => queue.add(JOB_NAME, data, jobOptions(config, id, vmLockKey(request.sourceUri, request.vm))));
+        const created = job.id === id;
+        const existing = created ? job : await redis(() => queue.getJob(String(job.id)));
+        if (existing) return { task: await redis(() => snapshot(existing)), created };
+      }
+      throw migrationError('QUEUE_UNAVAILABLE', { detail: 'the VM\'s running task kept changing while being read; try again' });
     },
   };
 }

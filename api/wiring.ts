@@ -27,8 +27,8 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   const source = createSourceHost(config, hypervisor);
   const ready = () => redis.status === 'ready';
   const tasks = createTaskStore(config, queue, redis, ready);
-  const once = createIdempotency({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.api.idempotency_ttl, redis: guard(ready), getTask: (id) => tasks.get(id) });
-  const app = createApp({ config, hypervisor, source, tasks, once, clock, log, redisReady: ready });
+  const idempotency = createIdempotency({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.api.idempotency_ttl, redis: guard(ready), getTask: (id) => tasks.get(id) });
+  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready });
   return {
     app,
     redisReady(ms) {

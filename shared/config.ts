@@ -63,17 +63,19 @@ export interface TokenConfig {
 /** Bearer tokens: long enough not to be guessed, named so logs and limits can say who without saying the secret. */
 function tokens(val: unknown): void {
   if (!Array.isArray(val)) throw new Error('must be a list of {name, role, token}');
-  const names = new Set<string>();
-  for (const t of val as Partial<TokenConfig>[]) {
-    if (typeof t !== 'object' || t === null) throw new Error('each entry is {name, role, token}');
-    if (typeof t.name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(t.name)) throw new Error('each name is 1-64 characters of A-Z a-z 0-9 _ . @ -');
-    if (names.has(t.name)) throw new Error(`name ${t.name} is given twice`);
-    names.add(t.name);
-    if (t.role !== 'viewer' && t.role !== 'operator') throw new Error(`role of ${t.name} must be viewer or operator`);
-    if (typeof t.token !== 'string' || t.token.length < 16 || t.token.length > 512 || !/^[\x21-\x7e]+$/.test(t.token)) {
-      throw new Error(`token of ${t.name} must be 16-512 printable characters without spaces`);
+  // Entries are named by position: a malformed entry may have a piece of a secret where its name should be.
+  const names = new Map<string, number>();
+  (val as Partial<TokenConfig>[]).forEach((t, i) => {
+    const at = `entry ${i + 1}`;
+    if (typeof t !== 'object' || t === null) throw new Error(`${at} is not {name, role, token}`);
+    if (typeof t.name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(t.name)) throw new Error(`${at}: the name must be 1-64 characters of A-Z a-z 0-9 _ . @ -`);
+    if (names.has(t.name)) throw new Error(`${at}: the name is already used by entry ${names.get(t.name)! + 1}`);
+    names.set(t.name, i);
+    if (t.role !== 'viewer' && t.role !== 'operator') throw new Error(`${at}: the role must be viewer or operator`);
+    if (typeof t.token !== 'string' || t.token.length < 16 || t.token.length > 512 || !/^[\x21-\x2b\x2d-\x7e]+$/.test(t.token)) {
+      throw new Error(`${at}: the token must be 16-512 printable characters without spaces or commas`);
     }
-  }
+  });
 }
 
 /**
@@ -165,8 +167,14 @@ export const schema = {
       default: 120,
       env: 'KVM_MIGRATE_API_RATE_LIMIT',
     },
+    auth_failure_limit: {
+      doc: 'Failed authentications one client address may make per minute (per API process) before a wrong token gets 429 instead of 401; a right token always passes.',
+      format: positiveInt,
+      default: 60,
+      env: 'KVM_MIGRATE_API_AUTH_FAILURE_LIMIT',
+    },
     idempotency_ttl: {
-      doc: 'How long in seconds an Idempotency-Key is remembered: a retried POST with the same key within it gets the same task.',
+      doc: 'How long in seconds an Idempotency-Key is remembered: a retried POST with the same key within it gets the same task. At most tasks.keep_finished, so a key never outlives its task.',
       format: positiveInt,
       default: 24 * 3600,
       env: 'KVM_MIGRATE_API_IDEMPOTENCY_TTL',
@@ -235,7 +243,7 @@ export interface Config {
     lookup_timeout: number;
     keep_source_definition: boolean;
   };
-  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; idempotency_ttl: number };
+  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; idempotency_ttl: number };
   auth: { enabled: boolean; tokens: TokenConfig[] };
   worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };
@@ -294,6 +302,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const bw = conf.get('migration_max_bandwidth' as never) as unknown;
     if (typeof bw === 'string' && /^\d+$/.test(bw)) conf.set('migration_max_bandwidth' as never, Number(bw) as never);
     conf.validate({ allowed: 'strict' });
+    if ((conf.get('api.idempotency_ttl' as never) as number) > (conf.get('tasks.keep_finished' as never) as number)) {
+      throw new Error('api.idempotency_ttl: must be at most tasks.keep_finished, or a remembered key could outlive its task and create it again');
+    }
   } catch (err) {
     // Convict names the key; add where it can be set, since most values come from the environment.
     const lines = (err as Error).message.split('\n').map((line) => {

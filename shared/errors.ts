@@ -37,6 +37,9 @@ export const Catalogue = {
   RATE_LIMITED: def('KMIG0022E', 429, false, (p) => `Too many requests that change something: at most ${p.limit} a minute per client; retry in ${p.retry} s`),
   IDEMPOTENCY_MISMATCH: def('KMIG0023E', 422, false, () => 'This Idempotency-Key was already used for a different request; use a new key for a new request'),
   IDEMPOTENCY_IN_FLIGHT: def('KMIG0024E', 409, false, () => 'A request with this Idempotency-Key is still being processed; retry in a moment'),
+  UNSUPPORTED_MEDIA_TYPE: def('KMIG0025E', 415, false, (p) => `The body must be JSON sent with Content-Type: application/json, not ${p.type}`),
+  CROSS_SITE: def('KMIG0026E', 403, false, (p) => `Requests that change something are refused from ${p.origin}: it is not in api.cors_origins`),
+  AUTH_FAILURES: def('KMIG0027E', 429, false, (p) => `Too many failed authentications from this address (more than ${p.limit} a minute); retry in ${p.retry} s`),
   MIGRATION_BLOCKED: def('KMIG0100E', 422, false, (p) => `Virtual machine ${p.name} cannot be migrated to ${p.host}: ${p.count} blocker(s)`),
 
   // Capability checks: each blocker has its own code and says what to fix.

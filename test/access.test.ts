@@ -4,7 +4,10 @@
  * changes nothing, security headers, CORS, rate limits, Idempotency-Key, and
  * that no token ever reaches a log line or an answer.
  */
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fingerprint } from '../api/idempotency.js';
+import { validateMigrateBody } from '../api/validate.js';
 import { startInProc, type InProc } from './helpers/inproc.js';
 import { api, TOKENS } from './helpers/service.js';
 
@@ -137,15 +140,71 @@ describe('rate limits on routes that change something', () => {
       expect(last.body.code).toBe('KMIG0022E');
       expect(Number(last.headers.get('retry-after'))).toBeGreaterThan(0);
       for (let i = 0; i < 20; i++) expect((await api(limited.url, 'GET', '/tasks')).status).toBe(200);
-      // Another client has its own budget (a viewer's POST reaches the role check, not the limit).
-      expect((await api(limited.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { token: TOKENS.viewer })).status).toBe(403);
+      // Another client has its own budget.
+      expect((await api(limited.url, 'POST', '/vms/test/migrate', { remote_host: 'bad host!' }, { token: TOKENS.operator2 })).status).toBe(400);
     } finally {
       await limited.close();
+    }
+  });
+
+  it('answers a wrong token with 429 past auth.failure limit per address, while a right token still passes', async () => {
+    const braked = await startInProc({ KVM_MIGRATE_API_AUTH_FAILURE_LIMIT: '5' });
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 7; i++) codes.push((await api(braked.url, 'GET', '/tasks', undefined, { token: `guess-${i}-0123456789abcdef` })).status);
+      expect(codes).toEqual([401, 401, 401, 401, 401, 429, 429]);
+      const last = await api(braked.url, 'GET', '/tasks', undefined, { token: null });
+      expect(last.body.code).toBe('KMIG0027E');
+      expect(Number(last.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect((await api(braked.url, 'GET', '/tasks')).status).toBe(200);
+    } finally {
+      await braked.close();
+    }
+  });
+});
+
+describe('writes from browsers', () => {
+  it('refuses a cross-site write and a non-JSON body even with authentication off; same-origin and non-browser clients pass', async () => {
+    const open = await startInProc({ KVM_MIGRATE_AUTH_ENABLED: 'false' });
+    try {
+      const before = await open.snapshot();
+      const cross = await fetch(`${open.url}/vms/test/migrate_cancel`, { method: 'POST', headers: { origin: 'https://evil.example' } });
+      expect(cross.status).toBe(403);
+      expect(((await cross.json()) as { code: string }).code).toBe('KMIG0026E');
+      const site = await fetch(`${open.url}/vms/test/migrate`, { method: 'POST', headers: { 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' }, body: '{"remote_host":"host2"}' });
+      expect(site.status).toBe(403);
+      // A "simple" form or text post (no preflight) never reaches the handler.
+      const text = await fetch(`${open.url}/vms/test/migrate`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"remote_host":"host2"}' });
+      expect(text.status).toBe(415);
+      expect(((await text.json()) as { code: string }).code).toBe('KMIG0025E');
+      expect(await open.snapshot()).toEqual(before);
+      const same = await fetch(`${open.url}/vms/test/migrate`, { method: 'POST', headers: { origin: open.url, 'content-type': 'application/json' }, body: '{"remote_host":"host2"}' });
+      expect(same.status).toBe(202);
+    } finally {
+      await open.close();
     }
   });
 });
 
 describe('Idempotency-Key', () => {
+  it('repairs a claim left by a request that died between claiming the key and adding the job', async () => {
+    const other = await startInProc();
+    try {
+      const id = '00000000-0000-4000-8000-000000000001';
+      const print = fingerprint('test', validateMigrateBody({ remote_host: 'host2' }));
+      const claim = `${other.prefix}:idem:${createHash('sha256').update('ops\0orphan-0003').digest('hex')}`;
+      await other.redis.set(claim, JSON.stringify({ id, print }), 'EX', 3600);
+      const t0 = Date.now();
+      const retry = await api(other.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, { headers: { 'idempotency-key': 'orphan-0003' } });
+      expect(retry.status).toBe(202);
+      expect(retry.body.id).toBe(id);
+      expect(Date.now() - t0).toBeLessThan(1000);
+      expect((await api(other.url, 'GET', `/tasks/${id}`)).body.vm).toBe('test');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('gives a retried request the same task, refuses the key for a different request, and agrees under concurrency', async () => {
     const other = await startInProc();
     try {

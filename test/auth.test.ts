@@ -1,6 +1,6 @@
 /** The pure parts of access control: header parsing, token lookup, roles, and the token config. */
 import { describe, expect, it } from 'vitest';
-import { allows, bearer, createTokenLookup, roleFor } from '../api/auth.js';
+import { allows, bearer, createTokenLookup, failureBrake, roleFor } from '../api/auth.js';
 import { loadConfig, parseTokens } from '../shared/config.js';
 
 describe('bearer()', () => {
@@ -48,6 +48,26 @@ describe('roles', () => {
   });
 });
 
+describe('failureBrake()', () => {
+  it('lets an address fail the limit, then asks it to wait until its minute is over; a new minute starts afresh', () => {
+    let t = 0;
+    const brake = failureBrake(3, () => t);
+    expect([brake.fail('a'), brake.fail('a'), brake.fail('a')]).toEqual([null, null, null]);
+    t = 20_000;
+    expect(brake.fail('a')).toBe(40);
+    expect(brake.fail('b')).toBeNull();
+    t = 60_000;
+    expect(brake.fail('a')).toBeNull();
+  });
+});
+
+describe('idempotency_ttl', () => {
+  it('may not outlive the tasks it points at', () => {
+    expect(() => loadConfig({ env: { KVM_MIGRATE_API_IDEMPOTENCY_TTL: '700000' } })).toThrow(/api.idempotency_ttl: must be at most tasks.keep_finished/);
+    expect(loadConfig({ env: { KVM_MIGRATE_API_IDEMPOTENCY_TTL: '600' } }).api.idempotency_ttl).toBe(600);
+  });
+});
+
 describe('auth.tokens in config', () => {
   it('reads the comma form and the JSON form', () => {
     expect(parseTokens('a:viewer:tok:with:colons')).toEqual([{ name: 'a', role: 'viewer', token: 'tok:with:colons' }]);
@@ -55,10 +75,13 @@ describe('auth.tokens in config', () => {
     expect(c.auth.tokens).toEqual([{ name: 'x', role: 'operator', token: '0123456789abcdef' }]);
   });
   it.each([
-    ['x:admin:0123456789abcdef', /role of x must be viewer or operator/],
-    ['x:viewer:short', /token of x must be 16-512/],
-    ['x:viewer:0123456789abcdef,x:operator:0123456789abcdeg', /name x is given twice/],
+    ['x:admin:0123456789abcdef', /entry 1: the role must be viewer or operator/],
+    ['x:viewer:short', /entry 1: the token must be 16-512/],
+    ['x:viewer:0123456789abcdef,x:operator:0123456789abcdeg', /entry 2: the name is already used by entry 1/],
     ['[{"name":', /must be a JSON list/],
+    // A comma inside a token splits it in the comma form: the piece after it must not be shown as a name.
+    ['ops:operator:0123456789abcdef,SECRETPART:xyz', /entry 2: the role must be viewer or operator/],
+    ['[{"name":"a","role":"viewer","token":"0123456789,abcdef"}]', /entry 1: the token must be .* without spaces or commas/],
   ])('refuses %s, naming the key and never echoing the token', (raw, msg) => {
     let err: Error | undefined;
     try {
@@ -69,5 +92,6 @@ describe('auth.tokens in config', () => {
     expect(err?.message).toMatch(msg);
     expect(err?.message).toMatch(/auth\.tokens/);
     expect(err?.message).not.toContain('0123456789abcde');
+    expect(err?.message).not.toContain('SECRETPART');
   });
 });

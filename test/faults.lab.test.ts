@@ -205,6 +205,7 @@ beforeAll(async () => {
     KVM_MIGRATE_RETRY_BACKOFF: '200',
     KVM_MIGRATE_MIGRATION_DESTINATION_TIMEOUT: String(MIGRATION_TIMEOUT_S),
     KVM_MIGRATE_API_RATE_LIMIT: '100000',
+    KVM_MIGRATE_API_AUTH_FAILURE_LIMIT: '1000000',
     ...Object.fromEntries(Object.entries(STAGE_DEADLINES).map(([s, ms]) => [`KVM_MIGRATE_STAGES_${s.toUpperCase()}_DEADLINE`, String(ms)])),
   });
 }, 120_000);

@@ -15,7 +15,7 @@ let svc: InProc;
 
 beforeAll(async () => {
   // A shared two-core machine can stall a lookup for seconds; a 503 then would be right, but is not what this test is about.
-  svc = await startInProc({ KVM_MIGRATE_API_RATE_LIMIT: '1000000000', KVM_MIGRATE_LIBVIRT_CONNECT_TIMEOUT: '1000', KVM_MIGRATE_LIBVIRT_LOOKUP_TIMEOUT: '10000' });
+  svc = await startInProc({ KVM_MIGRATE_API_RATE_LIMIT: '1000000000', KVM_MIGRATE_API_AUTH_FAILURE_LIMIT: '1000000000', KVM_MIGRATE_LIBVIRT_CONNECT_TIMEOUT: '1000', KVM_MIGRATE_LIBVIRT_LOOKUP_TIMEOUT: '10000' });
 });
 afterAll(async () => {
   await svc?.close();

@@ -53,15 +53,20 @@ const body: fc.Arbitrary<string | undefined> = fc.oneof(
   fc.string({ maxLength: 200 }),
   fc.constantFrom('{', '[]', 'null', '"x"', '{"remote_host":', '\u0000', '{"a":'.repeat(4000)),
 );
-const header = fc.record(
-  {
-    'content-type': fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', ''),
-    'idempotency-key': fc.oneof(fc.uuid(), fc.string({ maxLength: 300 }).map((s) => s.replace(/[^\x20-\x7e]/g, ''))),
-    origin: fc.constantFrom('https://evil.example', 'null'),
-    'content-encoding': fc.constantFrom('gzip', 'identity', 'br'),
-  },
-  { requiredKeys: [] },
-);
+// Mostly what a real client sends (JSON, no Origin), so requests reach the handlers; sometimes anything.
+const rare = <T>(a: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(undefined), weight: 9 }, { arbitrary: a, weight: 1 });
+const header = fc
+  .record({
+    'content-type': fc.oneof(
+      { arbitrary: fc.constant('application/json'), weight: 8 },
+      { arbitrary: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', ''), weight: 2 },
+    ),
+    'idempotency-key': rare(fc.oneof(fc.uuid(), fc.string({ maxLength: 300 }).map((s) => s.replace(/[^\x20-\x7e]/g, '')))),
+    origin: rare(fc.constantFrom('https://evil.example', 'null')),
+    'sec-fetch-site': rare(fc.constantFrom('cross-site', 'same-origin', 'none')),
+    'content-encoding': rare(fc.constantFrom('gzip', 'identity', 'br')),
+  })
+  .map((h) => Object.fromEntries(Object.entries(h).filter(([, v]) => v !== undefined)) as Record<string, string>);
 export const request = fc.record({ method, path, auth, body, headers: header });
 
 /** A precheck opens the destination: keep it on the loopback whatever was generated. */

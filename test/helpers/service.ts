@@ -13,8 +13,10 @@ const bin = (f: string) => new URL(`../../bin/${f}`, import.meta.url).pathname;
 export const TOKENS = {
   operator: 'test-operator-token-7f3a9c1e5b2d',
   viewer: 'test-viewer-token-2c8e4a6f0d1b',
+  /** A second operator, for what is counted per client. */
+  operator2: 'test-operator2-token-9d4b7e2a6c3f',
 } as const;
-export const AUTH_ENV = `ops:operator:${TOKENS.operator},dash:viewer:${TOKENS.viewer}`;
+export const AUTH_ENV = `ops:operator:${TOKENS.operator},dash:viewer:${TOKENS.viewer},ops2:operator:${TOKENS.operator2}`;
 
 export interface Service {
   url: string;
