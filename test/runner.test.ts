@@ -12,7 +12,7 @@ import { STAGES, type StageName } from '../shared/stage.js';
 import type { SlotHosts, Slots } from '../shared/limits.js';
 import { noControl } from '../worker/control.js';
 import { JobFailed, runJob, type RunnableJob } from '../worker/runner.js';
-import { SlotWait } from '../worker/slots.js';
+import { JobSlots, SlotWait } from '../worker/slots.js';
 import type { Stage, StageOutcome } from '../worker/stages/stage.js';
 
 const config = loadConfig({ overrides: { retry: { attempts: 3, backoff: 10 }, stages: { check_deadline: 50 } } });
@@ -202,14 +202,19 @@ describe('stage runner with concurrency limits', () => {
     await expect(runJob(j, limitedDeps(stages(happy, ran), slots, now))).rejects.toBeInstanceOf(SlotWait);
     expect(j.data.checkpoint!.history).toEqual(waiting.history);
     expect(slots.released).toEqual([]); // a waiting job holds nothing, so gives nothing back
-    // The other job is done: this one takes the slot, says how long it waited, runs and gives the slot back.
+    // The other job is done: this one takes the slot, says how long it waited, checks again
+    // (the destination may have changed meanwhile), runs and gives the slot back.
     slots.held.get('src-uuid')!.delete('other-job');
     t += 1500;
     const cp = await runJob(j, limitedDeps(stages(happy, ran), slots, now));
-    expect(ran).toEqual(['check', 'connect', 'prepare', 'migrate', 'finish']);
+    expect(ran).toEqual(['check', 'check', 'connect', 'prepare', 'migrate', 'finish']);
     expect(cp.slotWait).toBeUndefined();
     expect(cp.history.filter((h) => h.event === 'resume')).toEqual([]);
-    expect(cp.history.filter((h) => h.event === 'decision').map((h) => h.detail)).toEqual(['waiting for a migration slot: s already has 1 outgoing migration (limit 1)', 'got a migration slot after 3.5 s of waiting']);
+    expect(cp.history.filter((h) => h.event === 'decision').map((h) => h.detail)).toEqual([
+      'waiting for a migration slot: s already has 1 outgoing migration (limit 1)',
+      'got a migration slot after 3.5 s of waiting',
+      'checking again after waiting for a migration slot',
+    ]);
     expect(slots.released).toEqual(['j']);
     expect(slots.held.get('src-uuid')!.size).toBe(0);
   });
@@ -305,5 +310,25 @@ describe('stage runner with concurrency limits', () => {
     expect(j.data.checkpoint!.slotWait).toBeUndefined();
     expect(j.data.checkpoint!.history.at(-1)).toMatchObject({ stage: 'connect', event: 'decision', detail: 'cancelled before the migration started' });
     expect(slots.held.get('src-uuid')!.has('j')).toBe(false);
+  });
+});
+
+describe('JobSlots after the lock is lost', () => {
+  it('stops renewing at once, so a lost job cannot bring back slots its new owner released', async () => {
+    let renews = 0;
+    const fake: Slots = {
+      acquire: async () => ({ kind: 'acquired', alreadyHeld: false, over: null }),
+      renew: async () => (renews++, true),
+      release: async () => undefined,
+    };
+    const js = new JobSlots(fake, 'j', 10, silent);
+    const req = job().data.request;
+    await js.take('connect', req, { check: checked });
+    await new Promise((r) => setTimeout(r, 45));
+    expect(renews).toBeGreaterThanOrEqual(2);
+    js.stop();
+    const at = renews;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(renews).toBe(at);
   });
 });

@@ -89,6 +89,9 @@ class StageTimeout extends Error {
   override name = 'StageTimeout';
 }
 
+/** Longest the runner waits for its libvirt connections to close when the job leaves. */
+const CLOSE_WITHIN_MS = 10_000;
+
 /** How long a stage that missed its deadline gets to notice the abort before the runner moves on. */
 const DEFAULT_SETTLE_MS = 15_000;
 
@@ -154,6 +157,8 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
 
   const control = job.control ?? noControl;
   const slots = new JobSlots(deps.slots, job.id, renewEveryMs(config), log);
+  // A worker that lost the job stops renewing at once: the new owner may release the slots any moment.
+  job.signal?.addEventListener('abort', () => slots.stop(), { once: true });
   // Records why the job waits (only when the reason changes: a job looks again every
   // limits.wait_poll) and hands it back to the queue.
   const waitForSlot = async (stage: string, reason: string) => {
@@ -185,6 +190,13 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       if (cp.slotWait) notes.push(entry(stage.name, { event: 'decision', detail: `got a migration slot after ${(Math.max(0, clock.now().getTime() - Date.parse(cp.slotWait.since)) / 1000).toFixed(1)} s of waiting` }));
       if (slot.kind === 'acquired' && slot.over) {
         notes.push(entry(stage.name, { event: 'decision', detail: `resumed at stage ${stage.name}: took its migration slot although ${slot.over}; a copy may be running in libvirt, and leaving it unwatched is worse than being briefly over the limit` }));
+      }
+      if (cp.slotWait && stage.name === 'connect') {
+        // What the checks saw may have changed while the job waited (memory on the destination,
+        // a domain of that name): look again before anything moves.
+        const detail = 'checking again after waiting for a migration slot';
+        await save({ ...noWait(cp), step: 'check', history: [...cp.history, ...notes, entry('check', { event: 'decision', detail })] });
+        continue;
       }
       const started = noWait(cp);
       await save({ ...started, history: [...cp.history, ...notes, entry(stage.name, { event: 'start' })] });
@@ -246,10 +258,10 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
     if (e instanceof SlotWait) leaving = 'waiting';
     throw e;
   } finally {
-    await source.close();
-    await destination.close();
+    // Slots first: a close can hang on a daemon that died mid-call, and a slot must not hang with it.
     // Waiting, the job holds nothing; a job this worker lost is its new owner's to release.
     if (leaving !== 'waiting') await slots.leave(job.signal?.aborted ? 'lost' : leaving, cp.step, request, cp.results);
+    await Promise.race([Promise.all([source.close(), destination.close()]), new Promise((r) => setTimeout(r, CLOSE_WITHIN_MS).unref())]);
   }
   if (cp.error) throw new JobFailed(cp.error);
   return cp;

@@ -33,6 +33,7 @@ export class JobSlots {
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<unknown> = Promise.resolve();
   private hosts: SlotHosts | null = null;
+  private stopped = false;
 
   constructor(
     private readonly slots: Slots | undefined,
@@ -49,6 +50,7 @@ export class JobSlots {
     const got = await this.slots.acquire(this.jobId, hosts, { force: need === 'force' });
     if (got.kind === 'blocked') return { kind: 'blocked', reason: limitReason(got, request) };
     this.hosts = hosts;
+    if (this.stopped) return { kind: 'acquired', over: got.over ? limitReason(got.over, request) : null };
     this.timer = setInterval(() => {
       // One renewal at a time, and leave() waits for the last one: a renewal must never land after a release.
       this.renewing = this.renewing
@@ -61,10 +63,16 @@ export class JobSlots {
     return { kind: 'acquired', over: got.over ? limitReason(got.over, request) : null };
   }
 
-  /** Stops renewing, then releases or keeps the slots as the policy says for how this run leaves. */
-  async leave(how: Leaving, step: Step, request: MigrationRequest, results: StageResults): Promise<void> {
+  /** Stops renewing (this worker lost the job: renewing could bring back slots its new owner released). */
+  stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopped = true;
+  }
+
+  /** Stops renewing, then releases or keeps the slots as the policy says for how this run leaves. */
+  async leave(how: Leaving, step: Step, request: MigrationRequest, results: StageResults): Promise<void> {
+    this.stop();
     await this.renewing;
     if (!this.slots || slotOnLeave(how, step) === 'keep') return;
     // Also when this run took nothing: an earlier run of the job may have kept them for a retry.
