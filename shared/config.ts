@@ -302,8 +302,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const bw = conf.get('migration_max_bandwidth' as never) as unknown;
     if (typeof bw === 'string' && /^\d+$/.test(bw)) conf.set('migration_max_bandwidth' as never, Number(bw) as never);
     conf.validate({ allowed: 'strict' });
-    if ((conf.get('api.idempotency_ttl' as never) as number) > (conf.get('tasks.keep_finished' as never) as number)) {
-      throw new Error('api.idempotency_ttl: must be at most tasks.keep_finished, or a remembered key could outlive its task and create it again');
+    // A remembered key must not outlive its task (it would create it again): the default
+    // shrinks to a shorter retention, a value set on purpose is refused.
+    const keep = conf.get('tasks.keep_finished' as never) as number;
+    if ((conf.get('api.idempotency_ttl' as never) as number) > keep) {
+      if (conf.get('api.idempotency_ttl' as never) !== conf.default('api.idempotency_ttl' as never)) {
+        throw new Error('api.idempotency_ttl: must be at most tasks.keep_finished, or a remembered key could outlive its task and create it again');
+      }
+      conf.set('api.idempotency_ttl' as never, keep as never);
     }
   } catch (err) {
     // Convict names the key; add where it can be set, since most values come from the environment.

@@ -65,6 +65,8 @@ describe('idempotency_ttl', () => {
   it('may not outlive the tasks it points at', () => {
     expect(() => loadConfig({ env: { KVM_MIGRATE_API_IDEMPOTENCY_TTL: '700000' } })).toThrow(/api.idempotency_ttl: must be at most tasks.keep_finished/);
     expect(loadConfig({ env: { KVM_MIGRATE_API_IDEMPOTENCY_TTL: '600' } }).api.idempotency_ttl).toBe(600);
+    // Left at its default, it follows a shorter retention.
+    expect(loadConfig({ env: { KVM_MIGRATE_TASKS_KEEP_FINISHED: '3600' } }).api.idempotency_ttl).toBe(3600);
   });
 });
 
