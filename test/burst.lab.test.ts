@@ -78,4 +78,18 @@ describe('1,000 concurrent requests for 50 VMs', () => {
     expect(new Set(tasks.map((t) => t.vm))).toEqual(new Set(VMS));
     expect(new Set(tasks.map((t) => t.id))).toEqual(created);
   }, 180_000);
+
+  it('replays a keyed request from Redis even once the VM has left the source (as after a finished migration)', async () => {
+    const vm = VMS[0]!;
+    const key = { 'idempotency-key': `key-${vm}` };
+    const first = await api(svc.url, 'POST', `/vms/${vm}/migrate`, { remote_host: hostAddress('host2') }, { headers: key });
+    expect(first.status).toBe(202);
+    await removeDomain(h1, vm);
+    const again = await api(svc.url, 'POST', `/vms/${vm}/migrate`, { remote_host: hostAddress('host2') }, { headers: key });
+    expect(again.status).toBe(202);
+    expect(again.body.id).toBe(first.body.id);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    // Without the key the VM is simply not there.
+    expect((await api(svc.url, 'POST', `/vms/${vm}/migrate`, { remote_host: hostAddress('host2') })).status).toBe(404);
+  });
 });

@@ -35,7 +35,7 @@ const STAGE_DEADLINES = { check: 20_000, connect: 15_000, prepare: 15_000, recov
 /** Longest a task may take from the fault to its end: a takeover plus the longest stage deadline. */
 const STUCK_MS = LOCK_MS + STALLED_MS + Math.max(MIGRATION_TIMEOUT_S * 1000, ...Object.values(STAGE_DEADLINES));
 
-type Fault = 'failpoint' | 'kill-mid-copy' | 'redis-restart' | 'dest-libvirtd-kill' | 'source-libvirtd-restart' | 'api-kill';
+type Fault = 'failpoint' | 'kill-mid-copy' | 'redis-restart' | 'redis-crash' | 'dest-libvirtd-kill' | 'source-libvirtd-restart' | 'api-kill';
 interface Kind {
   fault: Fault;
   failpoint?: string;
@@ -68,6 +68,7 @@ const CYCLE: Kind[] = [
 ];
 const OTHER: Kind[] = [
   { fault: 'redis-restart', guest: GUEST_DIRTY, body: SLOW },
+  { fault: 'redis-crash', guest: GUEST_DIRTY, body: SLOW },
   { fault: 'dest-libvirtd-kill', guest: GUEST_DIRTY, body: SLOW },
   { fault: 'source-libvirtd-restart', guest: GUEST_DIRTY, body: SLOW },
   { fault: 'api-kill', guest: GUEST_DIRTY, body: SLOW },
@@ -125,6 +126,7 @@ async function trial(n: number, k: Kind): Promise<TrialRecord> {
   const id: string = post.body.id;
   let faultAt = Date.now();
   let injected = true;
+  let hitAt = k.failpoint ?? '';
   if (k.fault === 'failpoint') {
     injected = (await Promise.race([waitExit(victim).then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 60_000))])) === true;
     faultAt = Date.now();
@@ -132,11 +134,16 @@ async function trial(n: number, k: Kind): Promise<TrialRecord> {
     injected = (await waitUntil(copying(rig.api[from], id), 60_000, 50)) === 'copying';
     if (k.fault === 'kill-mid-copy') await new Promise((r) => setTimeout(r, Math.random() * 1500));
     faultAt = Date.now();
+    // Where the task was when the fault hit (a random delay may land past the copy).
+    const at = await taskOf(rig.api[from], id).catch(() => null);
+    hitAt = at ? `${at.stage}${at.stage === 'migrate' && at.progress ? ` ${Math.floor(at.progress.percent)}%` : ''}` : 'unknown';
     if (injected) {
       if (k.fault === 'kill-mid-copy') victim.kill('SIGKILL');
-      if (k.fault === 'redis-restart') {
+      if (k.fault === 'redis-restart' || k.fault === 'redis-crash') {
         redisDown = true;
-        await redis.restart(1000);
+        // A crash loses up to a second of writes (appendfsync everysec): let the job's own add reach the disk first.
+        if (k.fault === 'redis-crash') await new Promise((r) => setTimeout(r, 1500));
+        await (k.fault === 'redis-crash' ? redis.crash(1000) : redis.restart(1000));
         // Until each API has reconnected (its /health says so), a 503 is still the designed answer.
         for (const h of HOSTS) await waitUntil(async () => (await api(rig.api[h], 'GET', '/health', undefined, { token: null })).status === 200, 30_000);
         redisDown = false;
@@ -169,10 +176,12 @@ async function trial(n: number, k: Kind): Promise<TrialRecord> {
     running.length === 1 &&
     running[0] === expectedOn &&
     after.defined.includes(expectedOn) &&
-    (task.status !== 'finished' || !after.defined.includes(from));
+    // Finished: gone from the source. Failed or killed: nothing left on the destination.
+    (task.status === 'finished' ? !after.defined.includes(from) : !after.defined.includes(to) && !after.active.some((a) => a.host === to));
   const rec: TrialRecord = {
     n,
     fault: k.fault === 'failpoint' ? `kill at ${k.failpoint}` : k.fault,
+    hitAt,
     guest: k.guest,
     from,
     to,
@@ -231,7 +240,7 @@ describe('fault suite', () => {
     expect(kills.filter((t) => t.lost || t.twice || t.stuck || !t.truthful)).toEqual([]);
   }, 3_600_000);
 
-  it('Redis restarted, destination libvirtd killed, source libvirtd restarted, API killed, each mid-copy: same invariants', async () => {
+  it('Redis restarted and crashed, destination libvirtd killed, source libvirtd restarted, API killed, each mid-copy: same invariants', async () => {
     const rounds = Number(process.env.KVM_MIGRATE_FAULT_OTHER_ROUNDS ?? 1);
     const mine: TrialRecord[] = [];
     for (let r = 0; r < rounds; r++) for (const k of OTHER) mine.push(await trial(report.trials.length + mine.length + 1, k));
@@ -241,7 +250,7 @@ describe('fault suite', () => {
     expect(report.fivexx.filter((f) => !f.expected)).toEqual([]);
     // A dead destination fails the task; a Redis or API restart loses nothing and the migration finishes.
     for (const t of mine.filter((x) => x.fault === 'dest-libvirtd-kill')) expect(t.status).toBe('failed');
-    for (const t of mine.filter((x) => x.fault === 'redis-restart' || x.fault === 'api-kill')) expect(t.status).toBe('finished');
+    for (const t of mine.filter((x) => x.fault === 'redis-restart' || x.fault === 'redis-crash' || x.fault === 'api-kill')) expect(t.status).toBe('finished');
   }, 1_800_000);
 
   it('50 concurrent duplicate requests for one guest make one task', async () => {

@@ -50,6 +50,18 @@ export class PrivateRedis {
     await new Promise((r) => setTimeout(r, downMs));
     await this.start();
   }
+  /** A crash: SIGKILL, no goodbye; with appendfsync everysec up to a second of writes may be gone. */
+  async crash(downMs = 1000): Promise<void> {
+    const p = this.proc;
+    if (p && p.exitCode === null) {
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGKILL');
+      await gone;
+    }
+    this.proc = null;
+    await new Promise((r) => setTimeout(r, downMs));
+    await this.start();
+  }
   async stop(): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null) return;

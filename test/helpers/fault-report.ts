@@ -4,6 +4,8 @@ import { cpus, totalmem } from 'node:os';
 export interface TrialRecord {
   n: number;
   fault: string;
+  /** Where the task was when the fault hit: the failpoint, or the stage (and copy %) seen right then. */
+  hitAt: string;
   guest: string;
   from: string;
   to: string;
@@ -81,11 +83,11 @@ export function renderReport(r: Report): string {
     '',
     '## Every trial',
     '',
-    '| # | fault | guest | from → to | task | guest after | fault → end | why it failed |',
-    '|---|---|---|---|---|---|---|---|',
+    '| # | fault | hit at | guest | from → to | task | guest after | fault → end | why it failed |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...t.map(
       (x) =>
-        `| ${x.n} | ${x.fault}${x.injected ? '' : ' (not injected)'} | ${x.guest} | ${x.from} → ${x.to} | ${x.status}${x.code ? ` ${x.code}` : ''} | ${x.guestOn.join(', ') || 'nowhere'} | ${(x.faultToEndMs / 1000).toFixed(1)} s | ${(x.reason ?? '').replaceAll('|', '/').slice(0, 160)} |`,
+        `| ${x.n} | ${x.fault}${x.injected ? '' : ' (not injected)'} | ${x.hitAt} | ${x.guest} | ${x.from} → ${x.to} | ${x.status}${x.code ? ` ${x.code}` : ''} | ${x.guestOn.join(', ') || 'nowhere'} | ${(x.faultToEndMs / 1000).toFixed(1)} s | ${(x.reason ?? '').replaceAll('|', '/').slice(0, 160)} |`,
     ),
     '',
   ];
