@@ -92,9 +92,13 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     return job?.data?.request ? job : null;
   };
   const get = async (id: string): Promise<Task | null> => {
+    if (!UUID.test(id)) return null;
+    // State first, then the job: a job that ends in between is shown running with its latest
+    // data, never "finished" with data from before the end (attempts, final figures).
+    const state = await redis(() => queue.getJobState(id));
     const job = await jobOf(id);
-    if (job) return redis(() => snapshot(job));
-    return UUID.test(id) ? tomb(id) : null;
+    if (job) return redis(() => snapshot(job, state === 'unknown' ? undefined : state));
+    return tomb(id);
   };
   const ended = (t: Task, what: string) => migrationError('TASK_ENDED', { id: t.id, status: t.status, what });
   return {
