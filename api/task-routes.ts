@@ -72,10 +72,21 @@ export function addTaskRoutes(app: Express, deps: ApiDeps): void {
     }),
   );
 
+  // Open streams per client: each one looks at its task every 250 ms, so their number is bounded.
+  const streams = new Map<string, number>();
   app.get(
     '/tasks/:id/events',
     wrap(async (req, res) => {
       const id = String(req.params.id);
+      const who = req.principal?.name ?? 'anonymous';
+      const open0 = streams.get(who) ?? 0;
+      if (open0 >= config.api.streams_per_client) throw migrationError('TOO_MANY_STREAMS', { who, limit: String(config.api.streams_per_client) });
+      streams.set(who, open0 + 1);
+      res.on('close', () => {
+        const n = (streams.get(who) ?? 1) - 1;
+        if (n > 0) streams.set(who, n);
+        else streams.delete(who);
+      });
       // Watch for the client going away before anything is awaited, or a stream could outlive it.
       let open = true;
       res.on('close', () => (open = false));

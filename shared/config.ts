@@ -173,6 +173,12 @@ export const schema = {
       default: 60,
       env: 'KVM_MIGRATE_API_AUTH_FAILURE_LIMIT',
     },
+    streams_per_client: {
+      doc: 'Event streams (GET /tasks/:id/events) one client (token) may hold open at once, per API process; more get 429.',
+      format: positiveInt,
+      default: 32,
+      env: 'KVM_MIGRATE_API_STREAMS_PER_CLIENT',
+    },
     idempotency_ttl: {
       doc: 'How long in seconds an Idempotency-Key is remembered: a retried POST with the same key within it gets the same task. At most tasks.keep_finished, so a key never outlives its task.',
       format: positiveInt,
@@ -243,7 +249,7 @@ export interface Config {
     lookup_timeout: number;
     keep_source_definition: boolean;
   };
-  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; idempotency_ttl: number };
+  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; streams_per_client: number; idempotency_ttl: number };
   auth: { enabled: boolean; tokens: TokenConfig[] };
   worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };

@@ -39,6 +39,7 @@ export const Catalogue = {
   IDEMPOTENCY_IN_FLIGHT: def('KMIG0024E', 409, false, () => 'A request with this Idempotency-Key is still being processed; retry in a moment'),
   UNSUPPORTED_MEDIA_TYPE: def('KMIG0025E', 415, false, (p) => `The body must be JSON sent with Content-Type: application/json, not ${p.type}`),
   CROSS_SITE: def('KMIG0026E', 403, false, (p) => `Requests that change something are refused from ${p.origin}: it is not in api.cors_origins`),
+  TOO_MANY_STREAMS: def('KMIG0028E', 429, false, (p) => `${p.who} already has ${p.limit} event streams open; close one, or poll GET /tasks/:id`),
   AUTH_FAILURES: def('KMIG0027E', 429, false, (p) => `Too many failed authentications from this address (more than ${p.limit} a minute); retry in ${p.retry} s`),
   MIGRATION_BLOCKED: def('KMIG0100E', 422, false, (p) => `Virtual machine ${p.name} cannot be migrated to ${p.host}: ${p.count} blocker(s)`),
 

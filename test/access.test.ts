@@ -163,6 +163,35 @@ describe('rate limits on routes that change something', () => {
   });
 });
 
+describe('event streams', () => {
+  it('are bounded per client: past the limit 429, a closed stream frees its place, other clients have their own', async () => {
+    const small = await startInProc({ KVM_MIGRATE_API_STREAMS_PER_CLIENT: '2' });
+    const open: AbortController[] = [];
+    const stream = async (token: string) => {
+      const ac = new AbortController();
+      const res = await fetch(`${small.url}/tasks/${id}/events`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
+      if (res.status === 200) open.push(ac);
+      else await res.text();
+      return res.status;
+    };
+    let id = '';
+    try {
+      id = (await api(small.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' })).body.id;
+      expect([await stream(TOKENS.viewer), await stream(TOKENS.viewer)]).toEqual([200, 200]);
+      const third = await api(small.url, 'GET', `/tasks/${id}/events`, undefined, { token: TOKENS.viewer });
+      expect(third.status).toBe(429);
+      expect(third.body.code).toBe('KMIG0028E');
+      expect(await stream(TOKENS.operator)).toBe(200);
+      open.shift()!.abort();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await stream(TOKENS.viewer)).toBe(200);
+    } finally {
+      for (const ac of open) ac.abort();
+      await small.close();
+    }
+  });
+});
+
 describe('writes from browsers', () => {
   it('refuses a cross-site write and a non-JSON body even with authentication off; same-origin and non-browser clients pass', async () => {
     const open = await startInProc({ KVM_MIGRATE_AUTH_ENABLED: 'false' });
