@@ -227,6 +227,12 @@ export const schema = {
     incoming_per_host: { doc: 'Migrations that may run into one destination host at the same time, counted across every worker process; more wait in the queue.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_LIMITS_INCOMING_PER_HOST' },
     global: { doc: 'Migrations that may run at the same time in the whole service, whatever the hosts; more wait in the queue.', format: positiveInt, default: 10, env: 'KVM_MIGRATE_LIMITS_GLOBAL' },
     wait_poll: millis('How often in ms a migration waiting for a slot looks again.', 2000, 'KVM_MIGRATE_LIMITS_WAIT_POLL'),
+    max_wait: {
+      doc: 'Longest a migration waits for a slot, in seconds, before its task fails (KMIG0207E); nothing has moved by then.',
+      format: positiveInt,
+      default: 24 * 3600,
+      env: 'KVM_MIGRATE_LIMITS_MAX_WAIT',
+    },
   },
   tasks: {
     keep_finished: { doc: 'How long in seconds finished and failed tasks stay queryable.', format: positiveInt, default: 7 * 24 * 3600, env: 'KVM_MIGRATE_TASKS_KEEP_FINISHED' },
@@ -254,7 +260,7 @@ export interface Config {
   worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };
   retry: { attempts: number; backoff: number };
-  limits: { outgoing_per_host: number; incoming_per_host: number; global: number; wait_poll: number };
+  limits: { outgoing_per_host: number; incoming_per_host: number; global: number; wait_poll: number; max_wait: number };
   tasks: { keep_finished: number };
   log: { level: string };
 }

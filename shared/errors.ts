@@ -60,11 +60,12 @@ export const Catalogue = {
 
   // Running a migration
   MIGRATION_FAILED: def('KCHVM0058E', 500, false, (p) => `Failed to migrate virtual machine ${p.name} due error: ${p.detail}`),
-  MIGRATION_TIMEOUT: def('KMIG0201E', 500, false, (p) => `Migration of ${p.name} did not finish within ${p.seconds} s (migration_destination_timeout); it was aborted and the guest keeps running on the source`),
+  MIGRATION_TIMEOUT: def('KMIG0201E', 500, false, (p) => `Migration of ${p.name} did not finish within its deadline of ${p.seconds} s (the request's deadline, else migration_destination_timeout); it was aborted and the guest keeps running on the source`),
   STAGE_TIMEOUT: def('KMIG0202E', 500, true, (p) => `Stage ${p.stage} did not finish within ${p.ms} ms`),
   RECOVERY_INCOMPLETE: def('KMIG0203E', 500, false, (p) => `Recovery of ${p.name} is incomplete: ${p.detail}`),
   CANCELLED: def('KMIG0204E', 409, false, (p) => `Migration of ${p.name} was cancelled`),
   FINISH_FAILED: def('KMIG0205E', 500, false, (p) => `Migration of ${p.name} could not be verified on the destination: ${p.detail}`),
+  SLOT_WAIT_TIMEOUT: def('KMIG0207E', 503, false, (p) => `Migration of ${p.name} waited ${p.seconds} s (limits.max_wait) for a migration slot and was given up; nothing was moved. Last reason: ${p.reason}`),
   TRANSIENT: def('KMIG0206E', 503, true, (p) => `Transient fault, will retry: ${p.detail}`),
   INTERNAL: def('KMIG0299E', 500, false, (p) => `Internal error: ${p.detail}`),
 } as const;

@@ -80,7 +80,7 @@ describe('a migration that does not converge', () => {
 
     expect(task.status).toBe('failed');
     expect(task.error?.code).toBe('KMIG0201E');
-    expect(task.message).toMatch(/^KMIG0201E: Migration of lab-dirty did not finish within 10 s/);
+    expect(task.message).toMatch(/^KMIG0201E: Migration of lab-dirty did not finish within its deadline of 10 s/);
     expect(processed.size).toBeGreaterThanOrEqual(5);
     expect(Math.max(...latencies)).toBeLessThan(1000);
     expect(task.history.some((h) => h.stage === 'recover' && h.event === 'done')).toBe(true);

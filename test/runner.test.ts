@@ -219,6 +219,21 @@ describe('stage runner with concurrency limits', () => {
     expect(slots.held.get('src-uuid')!.size).toBe(0);
   });
 
+  it('gives up after limits.max_wait: the task fails KMIG0207E with the last reason, holding nothing', async () => {
+    const slots = memorySlots(1);
+    slots.held.set('src-uuid', new Set(['other-job']));
+    const since = '2026-01-01T00:00:00.000Z';
+    const j = job(0, { step: 'connect', results: { check: checked }, history: [{ at: since, stage: 'check', event: 'start' }], slotWait: { reason: 'full', since } });
+    const now = () => new Date(Date.parse(since) + 61_000);
+    const short = { ...limitedDeps(stages(happy, []), slots, now), config: { ...config, limits: { ...config.limits, max_wait: 60 } } };
+    const err = await runJob(j, short).catch((e) => e);
+    expect(err).toBeInstanceOf(JobFailed);
+    expect(err.error.code).toBe('KMIG0207E');
+    expect(err.error.reason).toMatch(/waited 60 s \(limits.max_wait\) for a migration slot .* nothing was moved\. Last reason: s already has 1 outgoing migration \(limit 1\)/);
+    expect(j.data.checkpoint!.history.at(-1)).toMatchObject({ event: 'decision', detail: 'gave up after waiting 61 s for a migration slot' });
+    expect(slots.held.get('src-uuid')).toEqual(new Set(['other-job']));
+  });
+
   it('records a new reason when it changes', async () => {
     const slots = memorySlots(1);
     slots.held.set('src-uuid', new Set(['a']));

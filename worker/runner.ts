@@ -183,6 +183,14 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
       }
       const slot = await slots.take(stage.name, request, cp.results);
       if (slot.kind === 'blocked') {
+        const since = cp.slotWait ? Date.parse(cp.slotWait.since) : clock.now().getTime();
+        const waitedS = (clock.now().getTime() - since) / 1000;
+        // Nothing has moved yet: a job that waited too long ends failed, it does not sit in `running` for ever.
+        if (waitedS >= config.limits.max_wait) {
+          const error = migrationError('SLOT_WAIT_TIMEOUT', { name: request.vm, seconds: String(config.limits.max_wait), reason: slot.reason }).toJSON();
+          await save({ ...noWait(cp), step: 'done', error, history: [...cp.history, entry(stage.name, { event: 'decision', detail: `gave up after waiting ${Math.round(waitedS)} s for a migration slot` })] });
+          break;
+        }
         await waitForSlot(stage.name, slot.reason);
         continue; // cancelled while waiting: the check above ends the job
       }
