@@ -84,7 +84,7 @@ describe('configuration', () => {
 
 describe('concurrency limits', () => {
   it("default to oVirt's two outgoing and two incoming per host, ten in all", () => {
-    expect(loadConfig().limits).toEqual({ outgoing_per_host: 2, incoming_per_host: 2, global: 10, wait_poll: 2000 });
+    expect(loadConfig().limits).toEqual({ outgoing_per_host: 2, incoming_per_host: 2, global: 10, wait_poll: 2000, max_wait: 86400 });
   });
   it('come from the environment, and a limit of 0 is refused (it would stop every migration)', () => {
     expect(loadConfig({ env: { KVM_MIGRATE_LIMITS_OUTGOING_PER_HOST: '1', KVM_MIGRATE_LIMITS_WAIT_POLL: '300' } }).limits).toMatchObject({ outgoing_per_host: 1, wait_poll: 300 });
