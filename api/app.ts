@@ -13,6 +13,7 @@ import type { Clock, Logger } from '../worker/stages/stage.js';
 import { innerGuards, outerGuards } from './guards.js';
 import type { Idempotency } from './idempotency.js';
 import { addMigrateRoute } from './migrate-route.js';
+import { addPeerRoutes, type Peers } from './peers.js';
 import type { SourceHost } from './source.js';
 import { addTaskRoutes } from './task-routes.js';
 import type { TaskStore } from './tasks.js';
@@ -29,6 +30,8 @@ export interface ApiDeps {
   redisReady: () => boolean;
   /** Idempotency-Key: replays and at-most-once enqueues per client and key. */
   idempotency: Idempotency;
+  /** Known peers (federation), read from a cache: never waits for discovery. */
+  peers: Peers;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -73,6 +76,7 @@ export function createApp(deps: ApiDeps): express.Express {
   );
 
   addTaskRoutes(app, deps);
+  addPeerRoutes(app, deps.peers);
 
   app.use((req, _res, next) => next(migrationError('ROUTE_NOT_FOUND', { method: req.method, path: req.path.slice(0, 200) })));
 

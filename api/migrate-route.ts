@@ -11,6 +11,7 @@ import type { MigrationRequest } from '../shared/job.js';
 import type { Task } from '../shared/task.js';
 import type { ApiDeps } from './app.js';
 import { fingerprint, validateIdempotencyKey } from './idempotency.js';
+import { findPeer, peerHosts } from './peer-policy.js';
 import { validateMigrateBody, validateVmName, type MigrateBody } from './validate.js';
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -73,6 +74,14 @@ export function addMigrateRoute(app: Express, deps: ApiDeps): void {
         const earlier = await deps.idempotency.replay(scope, key, print);
         if (earlier) return void replayed(res, earlier);
       }
+      // Known peers are the destinations the precheck offers; with require_peer, the only ones allowed.
+      const peers = deps.peers.list();
+      if (config.federation.require_peer && !findPeer(peers, body.remote_host)) {
+        const e = migrationError('NOT_A_PEER', { host: body.remote_host, peers: peerHosts(peers) });
+        res.status(e.http).json({ code: e.code, reason: e.message, status: e.http, peers: peers.map((p) => p.host) });
+        return;
+      }
+      const destinations = peers.map((p) => p.host);
       const domain = await deps.source.lookup(name);
       if (!domain) throw migrationError('VM_NOT_FOUND', { name });
       const request = requestFor(deps, name, body, clock.now());
@@ -88,11 +97,11 @@ export function addMigrateRoute(app: Express, deps: ApiDeps): void {
           });
           const checks = report.results;
           if (report.ok) {
-            res.status(200).json({ ready: true, vm: name, remote_host: body.remote_host, destination_uri: request.destinationUri, checks });
+            res.status(200).json({ ready: true, vm: name, remote_host: body.remote_host, destination_uri: request.destinationUri, checks, peers: destinations });
             return;
           }
           const e = migrationError('MIGRATION_BLOCKED', { name, host: body.remote_host, count: String(report.blockers.length) });
-          res.status(e.http).json({ code: e.code, reason: e.message, status: e.http, ready: false, blockers: report.blockers, checks });
+          res.status(e.http).json({ code: e.code, reason: e.message, status: e.http, ready: false, blockers: report.blockers, checks, peers: destinations });
         } finally {
           domain.free();
         }

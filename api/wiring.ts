@@ -8,6 +8,7 @@ import { apiRedis, createQueue, logOutages } from '../shared/queue.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import { createApp } from './app.js';
 import { createIdempotency } from './idempotency.js';
+import { advertisedHost, advertisedPort, PeerDirectory, slpAdvertiser, slpDiscover, type Advertiser, type Discover } from './peers.js';
 import { createSourceHost } from './source.js';
 import { createTaskStore, guard } from './tasks.js';
 
@@ -15,10 +16,25 @@ export interface WiredApi {
   app: ReturnType<typeof createApp>;
   /** Resolves once Redis is connected, or after `ms` whatever happened (the API then answers 503 until it is). */
   redisReady(ms: number): Promise<boolean>;
+  /** The peer directory (empty and idle with federation off). */
+  peers: PeerDirectory;
+  /**
+   * With federation on: advertise this API over SLP and start discovering
+   * peers, once it listens on `port`. A failure to advertise is logged; the
+   * API serves on. Off: does nothing.
+   */
+  startFederation(port: number): Promise<void>;
   close(): Promise<void>;
 }
 
-export function wireApi(config: Config, log: Logger & { warn(o: object, m: string): void; info(o: object, m: string): void }, clock: Clock): WiredApi {
+export interface WireOptions {
+  /** Discovery instead of SLP (tests). */
+  discover?: Discover;
+  /** Advertising instead of an SLP service agent (tests); null: do not advertise. */
+  advertiser?: (host: string, port: number) => Advertiser | null;
+}
+
+export function wireApi(config: Config, log: Logger & { warn(o: object, m: string): void; info(o: object, m: string): void }, clock: Clock, opts: WireOptions = {}): WiredApi {
   const hypervisor = createHypervisor();
   const redis = apiRedis(config);
   logOutages(redis, log, 'the API answers 503 until it is back');
@@ -28,9 +44,25 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   const ready = () => redis.status === 'ready';
   const tasks = createTaskStore(config, queue, redis, ready);
   const idempotency = createIdempotency({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.api.idempotency_ttl, redis: guard(ready), getTask: (id) => tasks.get(id) });
-  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready });
+  const peers = new PeerDirectory({ config, log, discover: opts.discover ?? slpDiscover(config) });
+  let advertiser: Advertiser | null = null;
+  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers });
   return {
     app,
+    peers,
+    async startFederation(port) {
+      if (!config.federation.enabled || advertiser) return;
+      peers.start(port);
+      const host = advertisedHost(config);
+      const at = advertisedPort(config, port);
+      advertiser = opts.advertiser ? opts.advertiser(host, at) : slpAdvertiser(config, host, at);
+      try {
+        await advertiser?.start();
+        if (advertiser) log.info({ host, port: at }, 'advertising service:wokd and service:kvm-migrate over SLP');
+      } catch (e) {
+        log.warn({ reason: e instanceof Error ? e.message : String(e) }, 'cannot advertise this service over SLP; peers will not find it (GET /peers still works)');
+      }
+    },
     redisReady(ms) {
       if (ready()) return Promise.resolve(true);
       return new Promise((resolve) => {
@@ -45,6 +77,8 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
       });
     },
     async close() {
+      peers.close();
+      await advertiser?.stop().catch(() => undefined);
       await queue.close().catch(() => undefined);
       redis.disconnect();
       await source.close();

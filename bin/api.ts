@@ -1,4 +1,5 @@
 /** Entry point of an API process. */
+import type { AddressInfo } from 'node:net';
 import { wireApi } from '../api/wiring.js';
 import { createLogger, systemClock } from '../shared/log.js';
 import { configFromArgs } from './args.js';
@@ -18,13 +19,15 @@ if (config.auth.enabled && config.auth.tokens.length === 0) {
   process.exit(2);
 }
 if (!config.auth.enabled) log.warn({}, 'authentication is off: anyone who reaches the API is an operator');
-const { app, close, redisReady } = wireApi(config, log, systemClock);
+const { app, close, redisReady, startFederation } = wireApi(config, log, systemClock);
 // A freshly (re)started API waits briefly for Redis, so its first answers are not 503s
 // for a connection still being made; a Redis that stays away does not keep it from serving.
 if (!(await redisReady(3000))) log.warn({}, 'Redis not reachable yet: answering 503 until it is');
 const server = app.listen(config.api.port, config.api.host, () => {
   const a = server.address();
   log.info({ address: a }, 'kvm-migrate API listening');
+  // Advertised and discovering only once there is something to reach (federation.enabled; off by default).
+  void startFederation((a as AddressInfo).port);
   if (process.send) process.send({ ready: true, address: a });
 });
 

@@ -5,6 +5,7 @@
  * (KVM_MIGRATE_<PATH>), and can come from a JSON file. `loadConfig` takes the
  * environment and file as arguments so tests and tools never share state.
  */
+import { isIP } from 'node:net';
 import convict from 'convict';
 
 /** Bandwidth as the seed spells it: 'unlimited' or a whole number of MiB/s. */
@@ -96,6 +97,31 @@ function origins(val: unknown): void {
   if (!Array.isArray(val)) throw new Error('must be a list of origins');
   for (const o of val) {
     if (typeof o !== 'string' || !/^https?:\/\/[^/\s]+$/.test(o)) throw new Error(`${String(o).slice(0, 80)} is not an origin such as https://dashboard.example.com`);
+  }
+}
+
+/** RFC 1123 host name (labels of letters, digits and hyphens) or an IP address. */
+const HOST_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+function validHost(v: unknown): boolean {
+  return typeof v === 'string' && (isIP(v) !== 0 || HOST_NAME.test(v));
+}
+
+/**
+ * A static peer is "host", "host:port", "[v6]" or "[v6]:port". Its host may
+ * become a remote_host, so it is held to the same rule as one.
+ */
+export function splitPeer(entry: string): { host: string; port?: number } | null {
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(entry) ?? (isIP(entry) === 6 ? [entry, entry, undefined] : /^([^:]+)(?::(\d{1,5}))?$/.exec(entry));
+  if (!m || !validHost(m[1])) return null;
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (port !== undefined && (port < 1 || port > 65535)) return null;
+  return { host: m[1]!, ...(port !== undefined ? { port } : {}) };
+}
+
+function staticPeers(val: unknown): void {
+  if (!Array.isArray(val)) throw new Error('must be a list of host names or addresses');
+  for (const p of val) {
+    if (typeof p !== 'string' || !splitPeer(p)) throw new Error(`${String(p).slice(0, 80)} is not a host name or address with an optional :port`);
   }
 }
 
@@ -237,6 +263,48 @@ export const schema = {
   tasks: {
     keep_finished: { doc: 'How long in seconds finished and failed tasks stay queryable.', format: positiveInt, default: 7 * 24 * 3600, env: 'KVM_MIGRATE_TASKS_KEEP_FINISHED' },
   },
+  federation: {
+    enabled: {
+      doc: 'Advertise this service with SLP as service:wokd (as Kimchi peers do) and list the peers found by SLP and federation.static_peers on GET /peers. Off: GET /peers answers [] and nothing is sent or listened for.',
+      format: Boolean,
+      default: false,
+      env: 'KVM_MIGRATE_FEDERATION_ENABLED',
+    },
+    advertise_host: {
+      doc: "Host name or address put into the advertised URL service:wokd://<host>:<port>; peers reach this service there. Empty: this machine's host name.",
+      format: (v: unknown) => {
+        if (v !== '' && !validHost(v)) throw new Error('must be empty, a host name or an IP address');
+      },
+      default: '',
+      env: 'KVM_MIGRATE_FEDERATION_ADVERTISE_HOST',
+    },
+    advertise_port: { doc: 'Port put into the advertised URL; 0: api.port (or the port the API really listens on when api.port is 0).', format: 'port', default: 0, env: 'KVM_MIGRATE_FEDERATION_ADVERTISE_PORT' },
+    static_peers: {
+      doc: 'Peers that join the discovered ones, as a JSON list or comma-separated, each a host name or address with an optional :port (default: the advertised port); [::1]:8001 for IPv6 with a port.',
+      format: staticPeers,
+      default: [] as string[],
+      env: 'KVM_MIGRATE_FEDERATION_STATIC_PEERS',
+    },
+    require_peer: {
+      doc: 'Refuse a migration (and its precheck) whose remote_host is not a known peer (KMIG0040E, listing the known peers). Needs federation.enabled.',
+      format: Boolean,
+      default: false,
+      env: 'KVM_MIGRATE_FEDERATION_REQUIRE_PEER',
+    },
+    refresh_interval: millis('How often in ms the peer list is discovered again, in the background; requests always get the last list found.', 60000, 'KVM_MIGRATE_FEDERATION_REFRESH_INTERVAL'),
+  },
+  slp: {
+    port: { doc: 'UDP port of SLP (RFC 2608): the service agent listens on it and discovery asks it. 427 needs root or CAP_NET_BIND_SERVICE.', format: 'port', default: 427, env: 'KVM_MIGRATE_SLP_PORT' },
+    interfaces: {
+      doc: 'Addresses of the interfaces SLP listens and multicasts on, as a JSON list or comma-separated. Empty: the default interface.',
+      format: (v: unknown) => {
+        if (!Array.isArray(v) || !v.every((a) => typeof a === 'string' && isIP(a))) throw new Error('must be a list of IP addresses');
+      },
+      default: [] as string[],
+      env: 'KVM_MIGRATE_SLP_INTERFACES',
+    },
+    deadline: millis('Longest one discovery (a multicast Service Request and its retransmissions) waits for answers, in ms; openslp waits up to 5750.', 6000, 'KVM_MIGRATE_SLP_DEADLINE'),
+  },
   log: {
     level: { doc: 'Lowest level of log lines written (pino levels).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'KVM_MIGRATE_LOG_LEVEL' },
   },
@@ -262,6 +330,8 @@ export interface Config {
   retry: { attempts: number; backoff: number };
   limits: { outgoing_per_host: number; incoming_per_host: number; global: number; wait_poll: number; max_wait: number };
   tasks: { keep_finished: number };
+  federation: { enabled: boolean; advertise_host: string; advertise_port: number; static_peers: string[]; require_peer: boolean; refresh_interval: number };
+  slp: { port: number; interfaces: string[]; deadline: number };
   log: { level: string };
 }
 
@@ -286,6 +356,10 @@ function listsAsJson(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out = { ...env };
   const origins = env.KVM_MIGRATE_API_CORS_ORIGINS?.trim();
   if (origins && !origins.startsWith('[')) out.KVM_MIGRATE_API_CORS_ORIGINS = JSON.stringify(origins.split(',').map((o) => o.trim()).filter(Boolean));
+  for (const key of ['KVM_MIGRATE_FEDERATION_STATIC_PEERS', 'KVM_MIGRATE_SLP_INTERFACES']) {
+    const raw = env[key]?.trim();
+    if (raw !== undefined && !raw.startsWith('[')) out[key] = JSON.stringify(raw.split(',').map((o) => o.trim()).filter(Boolean));
+  }
   const toks = env.KVM_MIGRATE_AUTH_TOKENS;
   if (toks !== undefined) {
     try {
@@ -314,6 +388,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const bw = conf.get('migration_max_bandwidth' as never) as unknown;
     if (typeof bw === 'string' && /^\d+$/.test(bw)) conf.set('migration_max_bandwidth' as never, Number(bw) as never);
     conf.validate({ allowed: 'strict' });
+    // Requiring a peer with discovery off would refuse every migration.
+    if (conf.get('federation.require_peer' as never) && !conf.get('federation.enabled' as never)) {
+      throw new Error('federation.require_peer: needs federation.enabled, or no remote_host could ever be a known peer');
+    }
     // A remembered key must not outlive its task (it would create it again): the default
     // shrinks to a shorter retention, a value set on purpose is refused.
     const keep = conf.get('tasks.keep_finished' as never) as number;

@@ -41,6 +41,7 @@ export const Catalogue = {
   CROSS_SITE: def('KMIG0026E', 403, false, (p) => `Requests that change something are refused from ${p.origin}: it is not in api.cors_origins`),
   TOO_MANY_STREAMS: def('KMIG0028E', 429, false, (p) => `${p.who} already has ${p.limit} event streams open; close one, or poll GET /tasks/:id`),
   AUTH_FAILURES: def('KMIG0027E', 429, false, (p) => `Too many failed authentications from this address (more than ${p.limit} a minute); retry in ${p.retry} s`),
+  NOT_A_PEER: def('KMIG0040E', 422, false, (p) => `${p.host} is not a known peer, and federation.require_peer is on; known peers: ${p.peers}`),
   MIGRATION_BLOCKED: def('KMIG0100E', 422, false, (p) => `Virtual machine ${p.name} cannot be migrated to ${p.host}: ${p.count} blocker(s)`),
 
   // Capability checks: each blocker has its own code and says what to fix.

@@ -21,6 +21,7 @@ const ROUTES: { method: string; path: string; access: 'public' | 'viewer' | 'ope
   { method: 'DELETE', path: '/tasks/:id', access: 'operator' },
   { method: 'PATCH', path: '/tasks/:id', access: 'operator', body: { bandwidth: 8 } },
   { method: 'GET', path: '/tasks/:id/events', access: 'viewer' },
+  { method: 'GET', path: '/peers', access: 'viewer' },
 ];
 
 let svc: InProc;

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
+import type { Advertiser, Discover, PeerDirectory } from '../../api/peers.js';
 import { wireApi } from '../../api/wiring.js';
 import { loadConfig, type Config } from '../../shared/config.js';
 import { createLogger, systemClock } from '../../shared/log.js';
@@ -18,12 +19,20 @@ export interface InProc {
   prefix: string;
   logs: string[];
   redis: Redis;
+  /** The API's peer directory (idle unless federation is on). */
+  peers: PeerDirectory;
   /** Every key of this API's prefix with its content, to prove a request changed nothing. */
   snapshot(): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
-export async function startInProc(env: Record<string, string> = {}): Promise<InProc> {
+export interface InProcOptions {
+  /** Peer discovery instead of SLP; with it, nothing is advertised unless `advertiser` says how. */
+  discover?: Discover;
+  advertiser?: (host: string, port: number) => Advertiser | null;
+}
+
+export async function startInProc(env: Record<string, string> = {}, opts: InProcOptions = {}): Promise<InProc> {
   const prefix = `kmtest-${randomUUID().slice(0, 8)}`;
   const config = loadConfig({
     env: {
@@ -41,10 +50,16 @@ export async function startInProc(env: Record<string, string> = {}): Promise<InP
       cb();
     },
   });
-  const wired = wireApi(config, createLogger('debug', 'api', sink), systemClock);
+  const wired = wireApi(
+    config,
+    createLogger('debug', 'api', sink),
+    systemClock,
+    opts.discover ? { discover: opts.discover, advertiser: opts.advertiser ?? (() => null) } : {},
+  );
   const server = wired.app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await wired.startFederation((server.address() as AddressInfo).port);
   const redis = new Redis(config.redis.url);
   // Serve tests only once the API's own Redis connection is up (/health says so).
   for (let i = 0; (await fetch(`${url}/health`)).status !== 200; i++) {
@@ -70,6 +85,7 @@ export async function startInProc(env: Record<string, string> = {}): Promise<InP
     prefix,
     logs,
     redis,
+    peers: wired.peers,
     snapshot,
     async close() {
       server.closeAllConnections();
