@@ -118,6 +118,19 @@ requested; "kvm-migrate watch <task>" follows it to the end.`,
     exits: [[0, 'changed'], USAGE, UNREACHABLE, [4, 'no such task, the task already ended, or the value was refused']],
     examples: ['kvm-migrate tune 4f7c2a9e-0c1d-4e55-9a51-2b7d7b3e8f10 --bandwidth 500', 'kvm-migrate tune 4f7c2a9e-0c1d-4e55-9a51-2b7d7b3e8f10 --max-downtime 2000'],
   },
+  peers: {
+    args: [],
+    summary: 'list the known peers: hosts a migration may go to',
+    about: `Lists the peers the service knows: other kvm-migrate or Kimchi hosts found
+with SLP (service:wokd) and those in federation.static_peers, each with its
+port, where it came from, when it last answered and the libvirt URI a
+migration to it uses. Any of these hosts can be the <remote_host> of
+"migrate" and "precheck"; with federation.require_peer on, only these can.
+A service with federation off lists none.`,
+    options: {},
+    exits: [[0, 'listed (also when there is no peer)'], USAGE, UNREACHABLE, [4, 'refused (no or wrong token)']],
+    examples: ['kvm-migrate peers', "kvm-migrate peers --json | jq -r '.[].host'"],
+  },
 } satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;

@@ -9,6 +9,7 @@ import { ansi, finalSummary, listView, plain, policyRows, precheckBlocked, prech
 import { commandHelp, toolHelp } from './help.js';
 import { Api, CliFailure, EXIT, type Answer } from './http.js';
 import { parseCommandLine, usageHint, UsageError, type Options } from './options.js';
+import { listPeers } from './peers.js';
 import { isObject, isTask, type ErrorBody, type PrecheckAnswer, type Task } from './types.js';
 import { WatchView, type Out } from './view.js';
 
@@ -90,7 +91,7 @@ async function migrate(ctx: Ctx, vm: string, host: string, o: Options): Promise<
     const hint = id ? `\n${vm} is already being migrated by task ${id}${state}.\nFollow it: kvm-migrate watch ${id}\nCancel it: kvm-migrate cancel ${id}` : '';
     throw new CliFailure(`migrating ${vm}: ${err.reason ?? err.code}${hint}`, EXIT.REFUSED, a.json);
   }
-  if (a.status >= 400) throw ctx.api.failure(a, `migrating ${vm}`);
+  if (a.status >= 400) throw notAPeer(ctx.api.failure(a, `migrating ${vm}`), a);
   const fromLocation = /\/tasks\/([^/?#]+)$/.exec(a.headers.get('location') ?? '')?.[1];
   const task = isTask(a.json) ? a.json : undefined;
   const id = task?.id ?? (fromLocation ? decodeURIComponent(fromLocation) : undefined);
@@ -104,21 +105,33 @@ async function migrate(ctx: Ctx, vm: string, host: string, o: Options): Promise<
   return watchTask(ctx, id, task);
 }
 
+/** The precheck's known peers (possible destinations), when the service lists any. */
+function knownPeers(body: Record<string, unknown> | undefined): string {
+  const peers = Array.isArray(body?.peers) ? body.peers.filter((p): p is string => typeof p === 'string') : [];
+  return peers.length ? `Known peers (possible destinations): ${peers.join(', ')}\n` : '';
+}
+
+/** A remote_host refused for not being a peer (KMIG0040E): say where the list is. */
+function notAPeer(f: CliFailure, a: Answer): CliFailure {
+  if (!isObject(a.json) || (a.json as ErrorBody).code !== 'KMIG0040E') return f;
+  return new CliFailure(`${f.message}\nThe service only migrates to known peers; list them: kvm-migrate peers`, f.exitCode, f.body);
+}
+
 async function precheck(ctx: Ctx, vm: string, host: string): Promise<number> {
   // The checks run while the request waits (within the service's check deadline, 60 s by default).
   const a = await ctx.api.request('POST', `/vms/${enc(vm)}/migrate`, { body: { remote_host: host, dry_run: true }, timeoutMs: 300_000 });
   const body = isObject(a.json) ? a.json : undefined;
   if (a.status === 200 && body?.ready === true) {
     if (ctx.json) printJson(ctx, a.json);
-    else print(ctx, precheckReady(body as unknown as PrecheckAnswer, vm, host, ctx.paint));
+    else print(ctx, precheckReady(body as unknown as PrecheckAnswer, vm, host, ctx.paint) + knownPeers(body));
     return EXIT.OK;
   }
   if ((a.status === 422 || a.status === 200) && Array.isArray(body?.blockers)) {
     if (ctx.json) printJson(ctx, a.json);
-    else print(ctx, precheckBlocked(body as ErrorBody, ctx.paint));
+    else print(ctx, precheckBlocked(body as ErrorBody, ctx.paint) + knownPeers(body));
     return EXIT.REFUSED;
   }
-  if (a.status >= 400) throw ctx.api.failure(a, `precheck of ${vm}`);
+  if (a.status >= 400) throw notAPeer(ctx.api.failure(a, `precheck of ${vm}`), a);
   throw new CliFailure(`precheck of ${vm}: the API answered HTTP ${a.status} without a verdict; is --api pointing at kvm-migrate?`, EXIT.UNREACHABLE, a.json);
 }
 
@@ -231,6 +244,8 @@ async function run(argv: string[], io: Io, state: { json: boolean }): Promise<nu
       return cancel(ctx, a, o);
     case 'tune':
       return tune(ctx, a, o);
+    case 'peers':
+      return listPeers(ctx.api, ctx.json, (t) => ctx.io.stdout.write(t), ctx.paint);
   }
 }
 

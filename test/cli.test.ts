@@ -618,3 +618,62 @@ describe('kvm-migrate: pure parts', () => {
     expect(notes).toEqual(['no live update for 0.3 s; polling instead']);
   });
 });
+
+// ---------- peers ----------
+
+describe.concurrent('kvm-migrate peers', () => {
+  const PEERS = [
+    { host: 'host9', port: 8010, url: 'https://host9:8010', libvirt_uri: 'qemu+tcp://host9/system', lifetime: null, last_seen: null, addresses: [], source: 'static' },
+    { host: 'kimchi-a.example', port: 8001, url: 'https://kimchi-a.example:8001', libvirt_uri: 'qemu+tcp://kimchi-a.example/system', lifetime: 65535, last_seen: '2025-01-01T10:00:00.123Z', addresses: ['10.0.0.2'], source: 'slp' },
+  ];
+
+  it('asks for the rich form and prints a table; --json prints the answer; none is exit 0 with a word on federation', async () => {
+    let answer: unknown = PEERS;
+    const api = await fakeApi({ 'GET /peers?verbose=true': (_q, res) => json(res, 200, answer) });
+    const r = await cli(['peers', '--api', api.url]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^HOST +PORT +SOURCE +LAST SEEN +LIBVIRT URI$/);
+    expect(lines[1]).toMatch(/^host9 +8010 +static +- +qemu\+tcp:\/\/host9\/system$/);
+    expect(lines[2]).toMatch(/^kimchi-a\.example +8001 +slp +2025-01-01T10:00:00Z +qemu\+tcp:\/\/kimchi-a\.example\/system$/);
+    expect(api.requests.map((q) => `${q.method} ${q.url}`)).toEqual(['GET /peers?verbose=true']);
+    const raw = await cli(['peers', '--json', '--api', api.url]);
+    expect(JSON.parse(raw.stdout)).toEqual(PEERS);
+    // A Kimchi host answers URLs only: shown as they are.
+    answer = ['https://kimchi-b.example:8001'];
+    expect((await inProcess(['peers', '--api', api.url])).stdout).toMatch(/\nhttps:\/\/kimchi-b\.example:8001\n$/);
+    answer = [];
+    const none = await inProcess(['peers', '--api', api.url]);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toMatch(/^No peers\. .*federation\.enabled/);
+  });
+
+  it('a refusal is exit 4, an answer that is not a list exit 3, an extra argument a usage error', async () => {
+    let answer: [number, unknown] = [401, err(401, 'KMIG0020E', 'Authentication required: no token')];
+    const api = await fakeApi({ 'GET /peers?verbose=true': (_q, res) => json(res, ...answer) });
+    const refused = await inProcess(['peers', '--api', api.url]);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toContain('KMIG0020E');
+    answer = [200, { peers: 'no' }];
+    expect((await inProcess(['peers', '--api', api.url])).code).toBe(3);
+    const extra = await inProcess(['peers', 'host2', '--api', api.url]);
+    expect(extra.code).toBe(2);
+    expect(extra.stderr).toContain("too many arguments: 'host2'");
+  });
+
+  it('migrate and precheck refused for a host that is not a peer point at the list; the precheck shows the known peers', async () => {
+    const refusal = err(422, 'KMIG0040E', 'host2 is not a known peer, and federation.require_peer is on; known peers: host9, kimchi-a.example', { peers: ['host9', 'kimchi-a.example'] });
+    const api = await fakeApi({
+      'POST /vms/web1/migrate': (_q, res) => json(res, 422, refusal),
+      'POST /vms/web2/migrate': (_q, res) => json(res, 200, { ready: true, vm: 'web2', remote_host: 'host9', checks: [], peers: ['host9', 'kimchi-a.example'] }),
+    });
+    for (const args of [['migrate', 'web1', 'host2'], ['precheck', 'web1', 'host2']]) {
+      const r = await inProcess([...args, '--api', api.url]);
+      expect(r.code, args[0]).toBe(4);
+      expect(r.stderr).toMatch(/KMIG0040E: host2 is not a known peer.*known peers: host9, kimchi-a\.example\nThe service only migrates to known peers; list them: kvm-migrate peers/);
+    }
+    const ok = await inProcess(['precheck', 'web2', 'host9', '--api', api.url]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('Known peers (possible destinations): host9, kimchi-a.example\n');
+  });
+});
