@@ -3,6 +3,7 @@
  * against a real API in this process, real Redis and libvirt's test driver,
  * with discovery injected: no SLP traffic leaves this test.
  */
+import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FoundService } from '../api/peer-policy.js';
 import type { Discover } from '../api/peers.js';
@@ -151,5 +152,21 @@ describe('federation.require_peer', () => {
     const r = await api(svc.url, 'POST', '/vms/test/migrate', { remote_host: '127.0.0.1', dry_run: true });
     expect([200, 422]).toContain(r.status);
     expect(r.body.peers).toEqual(['127.0.0.1', 'kimchi-a.example']);
+  });
+});
+
+const HAS_SLP = existsSync(new URL('../shared/slp/agent.ts', import.meta.url));
+
+describe.skipIf(!HAS_SLP)('with the real SLP agents on loopback', () => {
+  it('two APIs advertise over SLP and each lists the other, not itself', async () => {
+    const slp = { KVM_MIGRATE_FEDERATION_ENABLED: 'true', KVM_MIGRATE_SLP_PORT: String(40000 + Math.floor(Math.random() * 20000)), KVM_MIGRATE_SLP_INTERFACES: '127.0.0.1', KVM_MIGRATE_SLP_DEADLINE: '1500' };
+    const a = await start({ ...slp, KVM_MIGRATE_FEDERATION_ADVERTISE_HOST: 'peer-a.example', KVM_MIGRATE_FEDERATION_ADVERTISE_PORT: '8101' });
+    const b = await start({ ...slp, KVM_MIGRATE_FEDERATION_ADVERTISE_HOST: 'peer-b.example', KVM_MIGRATE_FEDERATION_ADVERTISE_PORT: '8102' });
+    // A's first round may have begun before B advertised: let it end, then ask again.
+    await Promise.all([a.peers.refresh(), b.peers.refresh()]);
+    await Promise.all([a.peers.refresh(), b.peers.refresh()]);
+    expect(a.peers.lastError).toBeNull();
+    expect((await api(a.url, 'GET', '/peers')).body).toEqual(['https://peer-b.example:8102']);
+    expect((await api(b.url, 'GET', '/peers')).body).toEqual(['https://peer-a.example:8101']);
   });
 });
