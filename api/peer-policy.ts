@@ -5,17 +5,10 @@
  */
 import { isIP } from 'node:net';
 import { destinationUri, splitPeer } from '../shared/config.js';
+import type { FoundService } from '../shared/slp/agent.js';
 
-/** What discovery gives (the shape of shared/slp/agent.ts's FoundService). */
-export interface FoundService {
-  url: string;
-  /** Seconds, as the service agent registered it; 65535 means permanent. */
-  lifetime: number;
-  /** Address the reply came from. */
-  from: string;
-  /** ms since the epoch. */
-  seenAt: number;
-}
+/** What discovery gives: the SLP user agent's answers. */
+export type { FoundService };
 
 /** The type Kimchi peers register and look for. */
 export const WOKD = 'service:wokd';

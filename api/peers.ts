@@ -12,6 +12,7 @@ import { networkInterfaces, hostname } from 'node:os';
 import type { Express } from 'express';
 import type { Config } from '../shared/config.js';
 import { migrationError } from '../shared/errors.js';
+import { ServiceAgent, UserAgent } from '../shared/slp/agent.js';
 import { KVM_MIGRATE, mergePeers, serviceUrl, verboseParam, WOKD, type FoundService, type Peer, type Self } from './peer-policy.js';
 
 /** One discovery round for a service type; rejects when discovery itself fails. */
@@ -43,15 +44,9 @@ export const advertisedHost = (config: Config) => config.federation.advertise_ho
 /** federation.advertise_port, else api.port, else (api.port 0) the port the API really listens on. */
 export const advertisedPort = (config: Config, listening: number) => config.federation.advertise_port || config.api.port || listening;
 
-/**
- * Discovery with shared/slp's user agent, loaded when first used: the
- * module is optional at build time, and a missing one is a logged reason
- * like any other failed discovery.
- */
+/** Discovery with shared/slp's user agent: one multicast search per refresh. */
 export function slpDiscover(config: Config): Discover {
   return async (serviceType) => {
-    const path = '../shared/slp/agent.js';
-    const { UserAgent } = (await import(path)) as { UserAgent: new (o: object) => { find(t: string): Promise<FoundService[]> } };
     const iface = config.slp.interfaces[0];
     const ua = new UserAgent({ port: config.slp.port, deadlineMs: config.slp.deadline, ...(iface ? { interfaceAddress: iface } : {}) });
     return ua.find(serviceType);
@@ -60,11 +55,9 @@ export function slpDiscover(config: Config): Discover {
 
 /** The SLP service agent advertising our URLs; stopped on shutdown. */
 export function slpAdvertiser(config: Config, host: string, port: number): Advertiser {
-  let agent: { start(): Promise<void>; stop(): Promise<void> } | undefined;
+  let agent: ServiceAgent | undefined;
   return {
     async start() {
-      const path = '../shared/slp/agent.js';
-      const { ServiceAgent } = (await import(path)) as { ServiceAgent: new (o: object) => NonNullable<typeof agent> };
       agent = new ServiceAgent({
         port: config.slp.port,
         ...(config.slp.interfaces.length ? { interfaces: config.slp.interfaces } : {}),

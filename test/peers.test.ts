@@ -3,7 +3,6 @@
  * against a real API in this process, real Redis and libvirt's test driver,
  * with discovery injected: no SLP traffic leaves this test.
  */
-import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FoundService } from '../api/peer-policy.js';
 import type { Discover } from '../api/peers.js';
@@ -155,9 +154,8 @@ describe('federation.require_peer', () => {
   });
 });
 
-const HAS_SLP = existsSync(new URL('../shared/slp/agent.ts', import.meta.url));
 
-describe.skipIf(!HAS_SLP)('with the real SLP agents on loopback', () => {
+describe('with the real SLP agents on loopback', () => {
   it('two APIs advertise over SLP and each lists the other, not itself', async () => {
     const slp = { KVM_MIGRATE_FEDERATION_ENABLED: 'true', KVM_MIGRATE_SLP_PORT: String(40000 + Math.floor(Math.random() * 20000)), KVM_MIGRATE_SLP_INTERFACES: '127.0.0.1', KVM_MIGRATE_SLP_DEADLINE: '1500' };
     const a = await start({ ...slp, KVM_MIGRATE_FEDERATION_ADVERTISE_HOST: 'peer-a.example', KVM_MIGRATE_FEDERATION_ADVERTISE_PORT: '8101' });
