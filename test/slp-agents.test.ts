@@ -4,25 +4,20 @@
  * (test/helpers/slp-node.ts). Traffic never leaves the namespaces. Needs
  * root (ip netns); no libvirt lab.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { FoundService, Round, ServiceAgentStats } from '../shared/slp/agent.js';
+import { makeNetPair } from './helpers/netns.js';
 
-const tag = randomBytes(3).toString('hex');
-const NS_A = `slp-a-${tag}`;
-const NS_B = `slp-b-${tag}`;
-const VETH_A = `vsa${tag}`;
-const VETH_B = `vsb${tag}`;
-const net = `10.231.${randomBytes(1)[0]!}`;
-const A = `${net}.1`;
-const B = [`${net}.2`, `${net}.3`, `${net}.4`] as const;
+const pair = makeNetPair('slp', 3);
+const NS_A = pair.nsA;
+const NS_B = pair.nsB;
+const A = pair.a;
+const B = pair.b as [string, string, string];
 const root = new URL('..', import.meta.url).pathname;
 const runner = new URL('./helpers/slp-node.ts', import.meta.url).pathname;
 
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-const inNs = (ns: string, ...args: string[]) => ip('netns', 'exec', ns, 'ip', ...args);
 
 const children = new Set<ChildProcess>();
 
@@ -83,19 +78,6 @@ async function find(ns: string, q: { type: string; unicastTo?: string }, opts: R
 
 const urls = (r: FindResult) => (r.found ?? []).map((f) => f.url).sort();
 
-beforeAll(() => {
-  ip('netns', 'add', NS_A);
-  ip('netns', 'add', NS_B);
-  ip('link', 'add', VETH_A, 'netns', NS_A, 'type', 'veth', 'peer', 'name', VETH_B, 'netns', NS_B);
-  inNs(NS_A, 'addr', 'add', `${A}/24`, 'dev', VETH_A);
-  for (const b of B) inNs(NS_B, 'addr', 'add', `${b}/24`, 'dev', VETH_B);
-  for (const [ns, dev] of [[NS_A, VETH_A], [NS_B, VETH_B]] as const) {
-    inNs(ns, 'link', 'set', 'lo', 'up');
-    inNs(ns, 'link', 'set', dev, 'up');
-    inNs(ns, 'route', 'add', '224.0.0.0/4', 'dev', dev);
-  }
-});
-
 afterEach(async () => {
   for (const c of children) c.kill('SIGKILL');
   children.clear();
@@ -103,13 +85,7 @@ afterEach(async () => {
 
 afterAll(() => {
   for (const c of children) c.kill('SIGKILL');
-  for (const ns of [NS_A, NS_B]) {
-    try {
-      ip('netns', 'del', ns); // takes the veth pair with it
-    } catch {
-      /* not created */
-    }
-  }
+  pair.destroy();
 });
 
 describe('SLP agents between two network namespaces', () => {
