@@ -31,6 +31,8 @@ export interface ServiceAgentOptions {
 }
 
 export interface ServiceAgentStats {
+  /** Every datagram that reached the agent, whatever it was. */
+  datagrams: number;
   requests: number;
   replies: number;
   malformed: number;
@@ -58,7 +60,7 @@ function ipv4ToInt(a: string): number {
 }
 
 export class ServiceAgent {
-  readonly stats: ServiceAgentStats = { requests: 0, replies: 0, malformed: 0, listed: 0, silent: 0, ignored: 0, slpdRegistered: false };
+  readonly stats: ServiceAgentStats = { datagrams: 0, requests: 0, replies: 0, malformed: 0, listed: 0, silent: 0, ignored: 0, slpdRegistered: false };
   private sockets: { sock: dgram.Socket; address: string | null }[] = [];
   private groupSocket: dgram.Socket | null = null;
   private boundPort = 0;
@@ -147,6 +149,7 @@ export class ServiceAgent {
   }
 
   private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo, via: dgram.Socket | null, onGroup: boolean): void {
+    this.stats.datagrams++;
     let req: SlpMessage;
     try {
       req = decode(msg);

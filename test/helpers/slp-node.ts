@@ -51,6 +51,8 @@ async function fuzz(): Promise<void> {
     const batch = Math.min(200, f.count - sent);
     await Promise.all(Array.from({ length: batch }, () => new Promise<void>((resolve) => sock.send(badPacket(rand, valid), f.port, f.to, () => resolve()))));
     sent += batch;
+    // Paced, so the agent's receive queue is not simply overrun: the point is what it does with each one.
+    await new Promise((r) => setTimeout(r, f.pauseMs ?? 0));
   }
   sock.close();
   out({ sent, ms: Date.now() - t0 });
