@@ -61,6 +61,7 @@ export function slpAdvertiser(config: Config, host: string, port: number): Adver
       agent = new ServiceAgent({
         port: config.slp.port,
         ...(config.slp.interfaces.length ? { interfaces: config.slp.interfaces } : {}),
+        slpd: config.slp.register_with_slpd ? { port: config.slp.port } : false,
         services: [
           // Kimchi's own registration: DEFAULT scope, permanent lifetime.
           { url: serviceUrl(WOKD, host, port), serviceType: WOKD, lifetime: 65535, scopes: ['DEFAULT'] },

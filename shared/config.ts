@@ -304,6 +304,12 @@ export const schema = {
       env: 'KVM_MIGRATE_SLP_INTERFACES',
     },
     deadline: millis('Longest one discovery (a multicast Service Request and its retransmissions) waits for answers, in ms; openslp waits up to 5750.', 6000, 'KVM_MIGRATE_SLP_DEADLINE'),
+    register_with_slpd: {
+      doc: "With federation on, also register the service's URLs with a local openSLP slpd (127.0.0.1, slp.port) when one answers, so Kimchi's `slptool findsrvs` sees them through it; one bounded wait at start when none does.",
+      format: Boolean,
+      default: true,
+      env: 'KVM_MIGRATE_SLP_REGISTER_WITH_SLPD',
+    },
   },
   log: {
     level: { doc: 'Lowest level of log lines written (pino levels).', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'KVM_MIGRATE_LOG_LEVEL' },
@@ -331,7 +337,7 @@ export interface Config {
   limits: { outgoing_per_host: number; incoming_per_host: number; global: number; wait_poll: number; max_wait: number };
   tasks: { keep_finished: number };
   federation: { enabled: boolean; advertise_host: string; advertise_port: number; static_peers: string[]; require_peer: boolean; refresh_interval: number };
-  slp: { port: number; interfaces: string[]; deadline: number };
+  slp: { port: number; interfaces: string[]; deadline: number; register_with_slpd: boolean };
   log: { level: string };
 }
 

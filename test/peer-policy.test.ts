@@ -151,7 +151,7 @@ describe('configuration', () => {
   it('is off by default, as in Kimchi, on port 427', () => {
     const c = loadConfig();
     expect(c.federation).toEqual({ enabled: false, advertise_host: '', advertise_port: 0, static_peers: [], require_peer: false, refresh_interval: 60000 });
-    expect(c.slp).toEqual({ port: 427, interfaces: [], deadline: 6000 });
+    expect(c.slp).toEqual({ port: 427, interfaces: [], deadline: 6000, register_with_slpd: true });
   });
 
   it('reads lists in the comma form', () => {
