@@ -296,9 +296,10 @@ export const schema = {
   slp: {
     port: { doc: 'UDP port of SLP (RFC 2608): the service agent listens on it and discovery asks it. 427 needs root or CAP_NET_BIND_SERVICE.', format: 'port', default: 427, env: 'KVM_MIGRATE_SLP_PORT' },
     interfaces: {
-      doc: 'Addresses of the interfaces SLP listens and multicasts on, as a JSON list or comma-separated. Empty: the default interface.',
+      doc: 'IPv4 addresses of the interfaces the SLP service agent listens on, as a JSON list or comma-separated; discovery multicasts on the first. Empty: the default interface.',
       format: (v: unknown) => {
-        if (!Array.isArray(v) || !v.every((a) => typeof a === 'string' && isIP(a))) throw new Error('must be a list of IP addresses');
+        // IPv4 only: SLP here runs over udp4 sockets (an IPv6 address would fail at the first search).
+        if (!Array.isArray(v) || !v.every((a) => typeof a === 'string' && isIP(a) === 4)) throw new Error('must be a list of IPv4 addresses');
       },
       default: [] as string[],
       env: 'KVM_MIGRATE_SLP_INTERFACES',

@@ -155,14 +155,16 @@ describe('configuration', () => {
   });
 
   it('reads lists in the comma form', () => {
-    const c = loadConfig({ env: { KVM_MIGRATE_FEDERATION_STATIC_PEERS: 'host2, host3:8010,[::1]:9000', KVM_MIGRATE_SLP_INTERFACES: '10.0.0.1,fe80::1' } });
+    const c = loadConfig({ env: { KVM_MIGRATE_FEDERATION_STATIC_PEERS: 'host2, host3:8010,[::1]:9000', KVM_MIGRATE_SLP_INTERFACES: '10.0.0.1,10.0.0.2' } });
     expect(c.federation.static_peers).toEqual(['host2', 'host3:8010', '[::1]:9000']);
-    expect(c.slp.interfaces).toEqual(['10.0.0.1', 'fe80::1']);
+    expect(c.slp.interfaces).toEqual(['10.0.0.1', '10.0.0.2']);
   });
 
   it.each([
     [{ KVM_MIGRATE_FEDERATION_STATIC_PEERS: 'host2,a/b' }, 'federation.static_peers'],
     [{ KVM_MIGRATE_SLP_INTERFACES: 'eth0' }, 'slp.interfaces'],
+    // SLP runs over udp4 sockets: an IPv6 interface address would fail at the first search.
+    [{ KVM_MIGRATE_SLP_INTERFACES: '10.0.0.1,fe80::1' }, 'slp.interfaces: must be a list of IPv4 addresses'],
     [{ KVM_MIGRATE_FEDERATION_ADVERTISE_HOST: 'x/y' }, 'federation.advertise_host'],
     [{ KVM_MIGRATE_FEDERATION_REQUIRE_PEER: 'true' }, 'federation.require_peer: needs federation.enabled'],
   ])('refuses %j naming the key', (env, key) => {

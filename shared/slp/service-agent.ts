@@ -86,25 +86,26 @@ export class ServiceAgent {
     let port = this.opts.port ?? SLP_PORT;
     const make = () => dgram.createSocket({ type: 'udp4', reuseAddr: true });
     try {
+      // Each socket is recorded before anything on it can fail, so stop() closes it whatever happens.
       if (ifaces.length === 0) {
         const sock = make();
+        this.sockets.push({ sock, address: null });
         await bind(sock, port);
         sock.addMembership(this.group);
         sock.setMulticastTTL(255);
-        this.sockets.push({ sock, address: null });
         this.boundPort = sock.address().port;
       } else {
         for (const address of ifaces) {
           const sock = make();
+          this.sockets.push({ sock, address });
           await bind(sock, port, address);
           port = sock.address().port; // port 0: the others follow the first
-          this.sockets.push({ sock, address });
         }
         this.boundPort = port;
         const g = make();
+        this.groupSocket = g;
         await bind(g, port, this.group);
         for (const address of ifaces) g.addMembership(this.group, address);
-        this.groupSocket = g;
       }
     } catch (e) {
       await this.stop();
@@ -176,8 +177,17 @@ export class ServiceAgent {
         this.stats.malformed++; // a request whose echo cannot be encoded (cannot happen with decoded input)
         return;
       }
-      this.stats.replies++;
-      sock.send(wire, rinfo.port, rinfo.address);
+      // Port 0 cannot be answered (send throws at once); a datagram claiming it is dropped, never fatal.
+      if (rinfo.port === 0) {
+        this.stats.ignored++;
+        return;
+      }
+      try {
+        sock.send(wire, rinfo.port, rinfo.address);
+        this.stats.replies++;
+      } catch {
+        this.stats.ignored++; // an address a reply cannot go to: nothing to answer
+      }
     }
   }
 }

@@ -11,7 +11,7 @@
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { decode, encode, Flags, Fn, SLP_MTU, SLP_MULTICAST_GROUP, SLP_PORT, type SrvRqst } from './codec.js';
-import { SlpDecodeError, SlpTimeoutError } from './errors.js';
+import { SlpTimeoutError } from './errors.js';
 
 export interface FoundService {
   url: string;
@@ -58,6 +58,9 @@ export class SlpReplyError extends Error {
 
 export const OPENSLP_WAITS_MS = [500, 750, 1000, 1500, 2000];
 const MAX_SENDS = 5;
+/** Bounds on one search: any host on the segment can answer, with up to 64 KiB of URLs a datagram. */
+const MAX_FOUND = 256;
+const MAX_RESPONDERS = 256;
 
 interface Reply {
   from: string;
@@ -102,7 +105,11 @@ export class UserAgent {
       const round = await this.round(wire, xid, Math.min(wait, left), null);
       const fresh = [...new Set(round.replies.map((r) => r.from))].filter((a) => !pr.includes(a));
       for (const r of round.replies) {
-        for (const u of r.urls) if (!found.has(u.url)) found.set(u.url, { ...u, from: r.from, seenAt: this.now() });
+        // Only URLs of the type asked for, and a bounded number: any host on the segment can answer.
+        for (const u of r.urls) {
+          if (found.size >= MAX_FOUND) break;
+          if (u.url.toLowerCase().startsWith(`${serviceType.toLowerCase()}:`) && !found.has(u.url)) found.set(u.url, { ...u, from: r.from, seenAt: this.now() });
+        }
       }
       this.lastRounds.push({ prList: [...pr], sourcePort: round.sourcePort, responders: [...new Set(round.replies.map((r) => r.from))], waitedMs: round.waitedMs });
       // Nothing new: everyone there has answered. While nobody at all has,
@@ -152,24 +159,29 @@ export class UserAgent {
         let m;
         try {
           m = decode(msg);
-        } catch (e) {
-          if (e instanceof SlpDecodeError) return; // not for us, or garbage: ignore
-          throw e;
+        } catch {
+          return; // not for us, or garbage (only SlpDecodeError comes out of decode): ignore, never throw here
         }
         if (m.fn !== Fn.SrvRply || m.xid !== xid) return;
+        if (replies.length >= MAX_RESPONDERS) return;
         replies.push({ from: rinfo.address, urls: m.urls.map((u) => ({ url: u.url, lifetime: u.lifetime })), error: m.error });
         if (unicastTo !== null) finish();
       });
       sock.bind(0, () => {
-        sourcePort = sock.address().port;
-        if (unicastTo === null) {
-          sock.setMulticastTTL(this.opts.ttl ?? 255);
-          if (this.opts.interfaceAddress) sock.setMulticastInterface(this.opts.interfaceAddress);
+        // These throw synchronously (an interface address gone since start, say): a failed search, not a crash.
+        try {
+          sourcePort = sock.address().port;
+          if (unicastTo === null) {
+            sock.setMulticastTTL(this.opts.ttl ?? 255);
+            if (this.opts.interfaceAddress) sock.setMulticastInterface(this.opts.interfaceAddress);
+          }
+          timer = setTimeout(finish, ms);
+          sock.send(wire, this.port, unicastTo ?? this.group, (err) => {
+            if (err) sock.emit('error', err);
+          });
+        } catch (e) {
+          sock.emit('error', e as Error);
         }
-        timer = setTimeout(finish, ms);
-        sock.send(wire, this.port, unicastTo ?? this.group, (err) => {
-          if (err) sock.emit('error', err);
-        });
       });
     });
   }
