@@ -77,6 +77,9 @@ export function slpAdvertiser(config: Config, host: string, port: number): Adver
   };
 }
 
+/** Failed rounds in a row after which the discovered peers are dropped (static ones stay). */
+export const KEEP_THROUGH_FAILURES = 3;
+
 /** A discovery that never ends would stop every later round: it is given up past its deadline. */
 async function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -105,6 +108,7 @@ export class PeerDirectory implements Peers {
   /** Why the last round failed, or null when it worked; for logs and tests. */
   lastError: string | null = null;
   rounds = 0;
+  private failures = 0;
 
   constructor(private readonly opts: DirectoryOptions) {
     const { config } = opts;
@@ -138,9 +142,16 @@ export class PeerDirectory implements Peers {
         this.found = found;
         if (this.lastError !== null) this.opts.log.info({ found: found.length }, 'peer discovery works again');
         this.lastError = null;
+        this.failures = 0;
       } catch (e) {
         const reason = e instanceof Error ? e.message : String(e);
-        if (reason !== this.lastError) this.opts.log.warn({ reason, kept: this.found.length }, 'peer discovery failed; keeping the last list found');
+        this.failures++;
+        // A round or two may fail (a lost datagram, a busy host): keep the last list for a while.
+        // Longer, the list would be a guess, and require_peer would accept hosts nobody has seen.
+        if (this.failures >= KEEP_THROUGH_FAILURES && this.found.length) {
+          this.opts.log.warn({ reason, rounds: this.failures, dropped: this.found.length }, 'peer discovery keeps failing; the discovered peers are dropped until it works again');
+          this.found = [];
+        } else if (reason !== this.lastError) this.opts.log.warn({ reason, kept: this.found.length }, 'peer discovery failed; keeping the last list found');
         this.lastError = reason;
       } finally {
         this.rounds++;
