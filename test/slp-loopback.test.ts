@@ -105,6 +105,23 @@ describe('registration with a local slpd', () => {
     expect(seen.filter((m) => m.fn === Fn.SrvDeReg).map((m) => m.url.url)).toEqual(SERVICES.map((s) => s.url));
   });
 
+  it('takes back what slpd acknowledged even when it refused the rest', async () => {
+    const slpd = await socket();
+    const seen: SlpMessage[] = [];
+    slpd.on('message', (b, from) => {
+      const m = decode(b);
+      seen.push(m);
+      // Refuses the second registration (error 4, SCOPE_NOT_SUPPORTED), acknowledges the rest.
+      const refuse = m.fn === Fn.SrvReg && m.url.url === SERVICES[1]!.url;
+      slpd.send(encode({ fn: Fn.SrvAck, xid: m.xid, lang: 'en', error: refuse ? 4 : 0 }), from.port, from.address);
+    });
+    const sa = new ServiceAgent({ port: await freePort(), interfaces: ['127.0.0.1'], services: SERVICES, slpd: { port: (slpd.address() as AddressInfo).port } });
+    await sa.start();
+    expect(sa.stats.slpdRegistered).toBe(false);
+    await sa.stop();
+    expect(seen.filter((m) => m.fn === Fn.SrvDeReg).map((m) => m.url.url)).toEqual([SERVICES[0]!.url]);
+  });
+
   it('starts unregistered, within the ack wait, when no slpd listens', async () => {
     const t0 = Date.now();
     const sa = await agent({ slpd: { port: await freePort(), timeoutMs: 300 } });

@@ -64,6 +64,8 @@ export class ServiceAgent {
   private sockets: { sock: dgram.Socket; address: string | null }[] = [];
   private groupSocket: dgram.Socket | null = null;
   private boundPort = 0;
+  /** What a local slpd acknowledged, to deregister on stop. */
+  private inSlpd: Registration[] = [];
 
   constructor(private readonly opts: ServiceAgentOptions) {}
 
@@ -118,12 +120,17 @@ export class ServiceAgent {
         /* a send that failed (peer gone): nothing to do, the next request tries again */
       });
     }
-    if (this.opts.slpd) this.stats.slpdRegistered = await registerWithSlpd(this.opts.services, 'register', this.opts.slpd);
+    if (this.opts.slpd) {
+      this.inSlpd = await registerWithSlpd(this.opts.services, 'register', this.opts.slpd);
+      this.stats.slpdRegistered = this.inSlpd.length === this.opts.services.length;
+    }
   }
 
   async stop(): Promise<void> {
-    if (this.opts.slpd && this.stats.slpdRegistered) {
-      await registerWithSlpd(this.opts.services, 'deregister', this.opts.slpd);
+    // Every registration slpd took is taken back, also when it refused others.
+    if (this.opts.slpd && this.inSlpd.length) {
+      await registerWithSlpd(this.inSlpd, 'deregister', this.opts.slpd);
+      this.inSlpd = [];
       this.stats.slpdRegistered = false;
     }
     const all = [...this.sockets.map((s) => s.sock), ...(this.groupSocket ? [this.groupSocket] : [])];

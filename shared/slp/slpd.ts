@@ -42,9 +42,9 @@ function ask(msg: SlpMessage, opts: SlpdOptions): Promise<number | null> {
   });
 }
 
-/** True when slpd acknowledged every service without error. */
-export async function registerWithSlpd(services: Registration[], what: 'register' | 'deregister', opts: SlpdOptions): Promise<boolean> {
-  let all = true;
+/** The services slpd acknowledged without error (all of them when it is there and well). */
+export async function registerWithSlpd(services: Registration[], what: 'register' | 'deregister', opts: SlpdOptions): Promise<Registration[]> {
+  const acked: Registration[] = [];
   for (const s of services) {
     const xid = randomInt(1, 0x10000);
     const url = { url: s.url, lifetime: s.lifetime ?? 0xffff };
@@ -53,8 +53,8 @@ export async function registerWithSlpd(services: Registration[], what: 'register
       ? { fn: Fn.SrvReg, xid, lang: 'en', flags: Flags.FRESH, url, serviceType: s.serviceType, scopes, attrs: '' }
       : { fn: Fn.SrvDeReg, xid, lang: 'en', scopes, url, tags: '' };
     const code = await ask(msg, opts);
-    if (code !== 0) all = false;
+    if (code === 0) acked.push(s);
     if (code === null) break; // nobody there: do not wait once per service
   }
-  return all;
+  return acked;
 }
