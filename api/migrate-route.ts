@@ -13,25 +13,18 @@ import type { ApiDeps } from './app.js';
 import { fingerprint, validateIdempotencyKey } from './idempotency.js';
 import { findPeer, peerHosts } from './peer-policy.js';
 import { validateMigrateBody, validateVmName, type MigrateBody } from './validate.js';
+import { withTimeout } from '../shared/timeout.js';
 
 type Handler = (req: Request, res: Response) => Promise<void>;
 const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => h(req, res).catch(next);
 
 /** The precheck answers within the check stage's deadline; a libvirt failure on the source is a 503, not a 500. */
 async function boundedChecks(ms: number, input: Parameters<typeof runChecks>[0]) {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([
-      runChecks(input),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(migrationError('SOURCE_UNAVAILABLE', { detail: `the checks took longer than ${ms} ms` })), ms);
-      }),
-    ]);
+    return await withTimeout(runChecks(input), ms, () => migrationError('SOURCE_UNAVAILABLE', { detail: `the checks took longer than ${ms} ms` }));
   } catch (e) {
     if (isMigrationError(e)) throw e;
     throw migrationError('SOURCE_UNAVAILABLE', { detail: e instanceof Error ? e.message : String(e) });
-  } finally {
-    clearTimeout(timer);
   }
 }
 function requestFor(deps: ApiDeps, name: string, body: MigrateBody, now: Date): MigrationRequest {

@@ -14,6 +14,7 @@ import type { Config } from '../shared/config.js';
 import { migrationError } from '../shared/errors.js';
 import { ServiceAgent, UserAgent } from '../shared/slp/agent.js';
 import { KVM_MIGRATE, mergePeers, serviceUrl, verboseParam, WOKD, type FoundService, type Peer, type Self } from './peer-policy.js';
+import { withTimeout } from '../shared/timeout.js';
 
 /** One discovery round for a service type; rejects when discovery itself fails. */
 export type Discover = (serviceType: string) => Promise<FoundService[]>;
@@ -80,16 +81,6 @@ export function slpAdvertiser(config: Config, host: string, port: number): Adver
 /** Failed rounds in a row after which the discovered peers are dropped (static ones stay). */
 export const KEEP_THROUGH_FAILURES = 3;
 
-/** A discovery that never ends would stop every later round: it is given up past its deadline. */
-async function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer from discovery within ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export interface DirectoryOptions {
   config: Config;
   discover: Discover;
@@ -136,7 +127,9 @@ export class PeerDirectory implements Peers {
     if (!this.enabled) return Promise.resolve();
     this.running ??= (async () => {
       try {
-        const rounds = await bounded(Promise.all([WOKD, KVM_MIGRATE].map((t) => this.opts.discover(t))), 2 * this.opts.config.slp.deadline + 1000);
+        // A discovery that never ends would stop every later round: it is given up past its deadline.
+        const limit = 2 * this.opts.config.slp.deadline + 1000;
+        const rounds = await withTimeout(Promise.all([WOKD, KVM_MIGRATE].map((t) => this.opts.discover(t))), limit, () => new Error(`no answer from discovery within ${limit} ms`));
         if (this.closed) return;
         const found = rounds.flat().filter((f) => f && typeof f.url === 'string');
         this.found = found;

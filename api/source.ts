@@ -6,6 +6,7 @@
 import type { Config } from '../shared/config.js';
 import { migrationError } from '../shared/errors.js';
 import type { Connection, Domain, Hypervisor } from '../shared/libvirt/types.js';
+import { withTimeout } from '../shared/timeout.js';
 
 export interface SourceHost {
   /** The domain, or null when the source has no such VM. Throws SOURCE_UNAVAILABLE. */
@@ -14,13 +15,8 @@ export interface SourceHost {
   close(): Promise<void>;
 }
 
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(migrationError('SOURCE_UNAVAILABLE', { detail: `${what} took longer than ${ms} ms` })), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
+const bounded = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  withTimeout(p, ms, () => migrationError('SOURCE_UNAVAILABLE', { detail: `${what} took longer than ${ms} ms` }));
 
 export function createSourceHost(config: Config, hypervisor: Hypervisor): SourceHost {
   let conn: Connection | null = null;

@@ -12,6 +12,7 @@ import { JOB_NAME, jobOptions, vmLockKey } from '../shared/queue.js';
 import { toTask, type Task } from '../shared/task.js';
 import { requestCancel, requestTune, type Tuning } from '../shared/control.js';
 import type { Redis } from 'ioredis';
+import { withTimeout } from '../shared/timeout.js';
 
 const STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const;
 
@@ -41,20 +42,12 @@ const REDIS_DEADLINE_MS = 3000;
 export function guard(isReady: () => boolean) {
   return async function redis<T>(p: () => Promise<T>): Promise<T> {
     if (!isReady()) throw migrationError('QUEUE_UNAVAILABLE', { detail: 'not connected' });
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
-        p(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${REDIS_DEADLINE_MS} ms`)), REDIS_DEADLINE_MS);
-        }),
-      ]);
+      return await withTimeout(p(), REDIS_DEADLINE_MS, () => new Error(`no answer within ${REDIS_DEADLINE_MS} ms`));
     } catch (e) {
       if (isMigrationError(e)) throw e;
       const msg = e instanceof Error ? e.message : String(e);
       throw migrationError('QUEUE_UNAVAILABLE', { detail: msg.replace(/rediss?:\/\/\S*/g, 'redis://…') });
-    } finally {
-      clearTimeout(timer);
     }
   };
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { wireApi } from '../api/wiring.js';
 import { createLogger, systemClock } from '../shared/log.js';
 import { configFromArgs } from './args.js';
+import { atMost } from '../shared/timeout.js';
 
 const config = configFromArgs(
   process.argv.slice(2),
@@ -35,7 +36,7 @@ async function shutdown(sig: string) {
   log.info({ sig }, 'shutting down');
   server.close();
   // Bounded: a libvirt connection whose daemon died mid-call may never finish closing.
-  await Promise.race([close(), new Promise((r) => setTimeout(r, 5000).unref())]);
+  await atMost(close(), 5000);
   process.exit(0);
 }
 // A client that trickles its headers or body in cannot hold a connection for long.

@@ -19,6 +19,7 @@ import { decideOnFailure } from './policy/retry.js';
 import { noControl, type JobControl } from './control.js';
 import { JobSlots, SlotWait } from './slots.js';
 import type { Clock, Logger, ResultsPatch, Stage, StageContext, StageOutcome } from './stages/stage.js';
+import { atMost } from '../shared/timeout.js';
 
 export interface RunnableJob {
   readonly id: string;
@@ -269,7 +270,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
     // Slots first: a close can hang on a daemon that died mid-call, and a slot must not hang with it.
     // Waiting, the job holds nothing; a job this worker lost is its new owner's to release.
     if (leaving !== 'waiting') await slots.leave(job.signal?.aborted ? 'lost' : leaving, cp.step, request, cp.results);
-    await Promise.race([Promise.all([source.close(), destination.close()]), new Promise((r) => setTimeout(r, CLOSE_WITHIN_MS).unref())]);
+    await atMost(Promise.all([source.close(), destination.close()]), CLOSE_WITHIN_MS);
   }
   if (cp.error) throw new JobFailed(cp.error);
   return cp;
