@@ -11,6 +11,7 @@ import { isMigrationError, migrationError } from '../shared/errors.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import { innerGuards, outerGuards } from './guards.js';
+import { addHealthRoutes, type Probes } from './health.js';
 import type { Idempotency } from './idempotency.js';
 import { addMigrateRoute } from './migrate-route.js';
 import { addPeerRoutes, type Peers } from './peers.js';
@@ -28,6 +29,8 @@ export interface ApiDeps {
   log: Logger;
   /** Liveness of the queue's Redis connection, for /health. */
   redisReady: () => boolean;
+  /** What /readyz asks: Redis, the source libvirt, the workers. */
+  probes: Probes;
   /** Idempotency-Key: replays and at-most-once enqueues per client and key. */
   idempotency: Idempotency;
   /** Known peers (federation), read from a cache: never waits for discovery. */
@@ -49,6 +52,7 @@ export function createApp(deps: ApiDeps): express.Express {
     const redis = deps.redisReady();
     res.status(redis ? 200 : 503).json({ status: redis ? 'ok' : 'degraded', redis });
   });
+  addHealthRoutes(app, deps.probes);
 
   // Everything below needs a token and the role its method needs; bodies are read only after that.
   app.use(innerGuards(config));

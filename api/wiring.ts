@@ -46,7 +46,12 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   const idempotency = createIdempotency({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.api.idempotency_ttl, redis: guard(ready), getTask: (id) => tasks.get(id) });
   const peers = new PeerDirectory({ config, log, discover: opts.discover ?? slpDiscover(config) });
   let advertiser: Advertiser | null = null;
-  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers });
+  const probes = {
+    redis: async () => void (await redis.ping()),
+    libvirt: async () => void (await (await source.connection()).hostname()),
+    workers: () => queue.getWorkersCount(),
+  };
+  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes });
   return {
     app,
     peers,

@@ -14,6 +14,8 @@ import { api, TOKENS } from './helpers/service.js';
 /** Every route the API has, and who may use it. A route missing here fails the first test. */
 const ROUTES: { method: string; path: string; access: 'public' | 'viewer' | 'operator'; body?: unknown }[] = [
   { method: 'GET', path: '/health', access: 'public' },
+  { method: 'GET', path: '/healthz', access: 'public' },
+  { method: 'GET', path: '/readyz', access: 'public' },
   { method: 'POST', path: '/vms/:name/migrate', access: 'operator', body: { remote_host: 'host2' } },
   { method: 'POST', path: '/vms/:name/migrate_cancel', access: 'operator' },
   { method: 'GET', path: '/tasks', access: 'viewer' },
