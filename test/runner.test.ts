@@ -347,3 +347,17 @@ describe('JobSlots after the lock is lost', () => {
     expect(renews).toBe(at);
   });
 });
+
+describe('log lines about a migration', () => {
+  it('carry its task id and VM, and the stage when a stage writes them', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const capture = { info: (o: object) => lines.push({ ...o }), warn: (o: object) => lines.push({ ...o }), error: (o: object) => lines.push({ ...o }), debug: (o: object) => lines.push({ ...o }) };
+    const transient = Object.assign(new Error('Connection refused'), { name: 'VirError', code: 38 });
+    const st = stages(async (n) => (n === 'connect' ? Promise.reject(transient) : happy(n)), []);
+    st.check = { ...st.check, run: async (ctx) => (ctx.log.info({ x: 1 }, 'from the stage'), { next: 'connect' }) };
+    await runJob(job(0), { ...deps(st), log: capture }).catch(() => undefined);
+    expect(lines).toContainEqual({ task: 'j', vm: 'g', stage: 'check', x: 1 });
+    expect(lines.find((l) => l.action === 'retry')).toMatchObject({ task: 'j', vm: 'g', stage: 'connect' });
+    expect(lines.every((l) => l.task === 'j' && l.vm === 'g')).toBe(true);
+  });
+});

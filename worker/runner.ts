@@ -18,7 +18,7 @@ import type { Failpoint } from './failpoints.js';
 import { decideOnFailure } from './policy/retry.js';
 import { noControl, type JobControl } from './control.js';
 import { JobSlots, SlotWait } from './slots.js';
-import type { Clock, Logger, ResultsPatch, Stage, StageContext, StageOutcome } from './stages/stage.js';
+import { tagged, type Clock, type Logger, type ResultsPatch, type Stage, type StageContext, type StageOutcome } from './stages/stage.js';
 import { atMost } from '../shared/timeout.js';
 
 export interface RunnableJob {
@@ -140,7 +140,9 @@ function mergeResults(results: StageResults, patch: ResultsPatch): StageResults 
 
 export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkpoint> {
   const { request } = job.data;
-  const { config, clock, log } = deps;
+  const { config, clock } = deps;
+  // Every line about this migration says which one it is.
+  const log = tagged(deps.log, { task: job.id, vm: request.vm });
   let cp: Checkpoint = job.data.checkpoint ?? initialCheckpoint(clock.now());
   const maxAttempts = job.maxAttempts;
   const attempt = job.attemptsMade + 1;
@@ -220,7 +222,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
             hypervisor: deps.hypervisor,
             config,
             clock,
-            log,
+            log: tagged(log, { stage: stage.name }),
             signal,
             source: () => source.get(),
             destination: () => destination.get(),
@@ -238,7 +240,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
         const detail = (e as Error)?.message ?? String(e);
         const key = action.kind === 'retry' ? 'TRANSIENT' : stage.name === 'recover' ? 'RECOVERY_INCOMPLETE' : 'MIGRATION_FAILED';
         const json = errorJSON(isMigrationError(e) ? e : migrationError(key, { name: request.vm, detail }));
-        log.warn({ job: job.id, stage: stage.name, action: action.kind, err: json.reason }, 'stage failed');
+        log.warn({ stage: stage.name, action: action.kind, err: json.reason }, 'stage failed');
         if (action.kind === 'retry') {
           await save({ ...cp, history: [...cp.history, entry(stage.name, { event: 'retry', detail: `attempt ${attempt}/${maxAttempts}: ${json.reason}` })] });
           throw err;

@@ -56,8 +56,8 @@ export class JobSlots {
       this.renewing = this.renewing
         .then(() => this.slots?.renew(this.jobId, hosts))
         .then(
-          (kept) => kept === false && this.log.warn({ job: this.jobId }, 'migration slot lease had lapsed; taken back'),
-          (e: Error) => this.log.warn({ job: this.jobId, err: e.message }, 'could not renew the migration slot lease'),
+          (kept) => kept === false && this.log.warn({}, 'migration slot lease had lapsed; taken back'),
+          (e: Error) => this.log.warn({ err: e.message }, 'could not renew the migration slot lease'),
         );
     }, this.renewEveryMs);
     return { kind: 'acquired', over: got.over ? limitReason(got.over, request) : null };
@@ -77,7 +77,7 @@ export class JobSlots {
     if (!this.slots || slotOnLeave(how, step) === 'keep') return;
     // Also when this run took nothing: an earlier run of the job may have kept them for a retry.
     await this.slots.release(this.jobId, this.hosts ?? slotHosts(request, results)).catch((e: Error) => {
-      this.log.warn({ job: this.jobId, err: e.message }, 'could not release the migration slots; their lease runs out by itself');
+      this.log.warn({ err: e.message }, 'could not release the migration slots; their lease runs out by itself');
     });
     this.hosts = null;
   }

@@ -17,7 +17,7 @@ import { leaseMs } from './policy/limits.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
 import { SlotWait } from './slots.js';
 import { createStages } from './stages/index.js';
-import type { Clock, Logger } from './stages/stage.js';
+import { tagged, type Clock, type Logger } from './stages/stage.js';
 
 export interface WorkerDeps {
   config: Config;
@@ -63,7 +63,8 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
     async (job, token, bullSignal) => {
       // A job waiting for a slot is picked up every limits.wait_poll: not worth a line each time.
       const waiting = job.data.checkpoint?.slotWait !== undefined;
-      log[waiting ? 'debug' : 'info']({ job: job.id, vm: job.data.request.vm, attempt: job.attemptsMade + 1 }, waiting ? 'looking for a migration slot again' : 'migration job picked up');
+      const jlog = tagged(log, { task: String(job.id), vm: job.data.request.vm });
+      jlog[waiting ? 'debug' : 'info']({ attempt: job.attemptsMade + 1 }, waiting ? 'looking for a migration slot again' : 'migration job picked up');
       const ac = new AbortController();
       bullSignal?.addEventListener('abort', () => ac.abort());
       running.set(String(job.id), ac);
@@ -71,18 +72,18 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       try {
         control = await deps.control.attach(String(job.id));
         const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots, ...(deps.failpoint ? { failpoint: deps.failpoint } : {}) });
-        log.info({ job: job.id, vm: job.data.request.vm }, 'migration finished');
+        jlog.info({}, 'migration finished');
         return { step: cp.step };
       } catch (e) {
         if (e instanceof SlotWait) {
           // BullMQ's manual delay: back to the delayed set without using an attempt
           // (moveToDelayed skips the attempt count); DelayedError tells the worker not to fail it.
-          if (!waiting) log.info({ job: job.id, vm: job.data.request.vm, reason: e.reason }, 'waiting for a migration slot');
+          if (!waiting) jlog.info({ reason: e.reason }, 'waiting for a migration slot');
           await job.moveToDelayed(Date.now() + config.limits.wait_poll, token);
           throw new DelayedError();
         }
         if (e instanceof JobFailed) {
-          log.warn({ job: job.id, vm: job.data.request.vm, err: e.error.reason }, 'migration failed');
+          jlog.warn({ err: e.error.reason }, 'migration failed');
           throw new UnrecoverableError(e.message);
         }
         throw e;
@@ -110,7 +111,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
   // Another worker may take the job over once the lock is gone: stop acting on it here.
   worker.on('lockRenewalFailed', (ids) => {
     for (const id of ids) {
-      log.warn({ job: id }, 'lost the lock on a job: stopping work on it here');
+      log.warn({ task: id }, 'lost the lock on a job: stopping work on it here');
       running.get(id)?.abort();
     }
   });

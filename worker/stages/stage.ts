@@ -22,6 +22,16 @@ export interface Logger {
   debug(obj: object, msg?: string): void;
 }
 
+/** A logger whose every line also carries `fields` (task, vm, stage), so one grep finds a migration's lines. */
+export function tagged(log: Logger, fields: object): Logger {
+  return {
+    info: (o, m) => log.info({ ...fields, ...o }, m),
+    warn: (o, m) => log.warn({ ...fields, ...o }, m),
+    error: (o, m) => log.error({ ...fields, ...o }, m),
+    debug: (o, m) => log.debug({ ...fields, ...o }, m),
+  };
+}
+
 /** A patch of stage results: each stage's fields are merged into what is saved. */
 export type ResultsPatch = { [K in keyof StageResults]?: Partial<NonNullable<StageResults[K]>> };
 
