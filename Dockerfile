@@ -21,6 +21,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The migrations page's HTML, CSS and modules are served as they are, beside the compiled API.
+COPY --from=build /app/api/public ./dist/api/public
 COPY package.json ./
 USER node
 # libvirt calls run on libuv's pool; its size is fixed at start (worker/policy/threads.ts).

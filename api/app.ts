@@ -14,10 +14,12 @@ import { innerGuards, outerGuards } from './guards.js';
 import { addHealthRoutes, type Probes } from './health.js';
 import type { Idempotency } from './idempotency.js';
 import { addMigrateRoute } from './migrate-route.js';
+import { addPageAssets, addPageRoute } from './page.js';
 import { addPeerRoutes, type Peers } from './peers.js';
 import type { SourceHost } from './source.js';
 import { addTaskRoutes } from './task-routes.js';
 import type { TaskStore } from './tasks.js';
+import { addVmRoutes } from './vms-route.js';
 import { filterRegex, matchRows } from './validate.js';
 
 export interface ApiDeps {
@@ -53,6 +55,7 @@ export function createApp(deps: ApiDeps): express.Express {
     res.status(redis ? 200 : 503).json({ status: redis ? 'ok' : 'degraded', redis });
   });
   addHealthRoutes(app, deps.probes);
+  addPageAssets(app);
 
   // Everything below needs a token and the role its method needs; bodies are read only after that.
   app.use(innerGuards(config));
@@ -81,6 +84,8 @@ export function createApp(deps: ApiDeps): express.Express {
 
   addTaskRoutes(app, deps);
   addPeerRoutes(app, deps.peers);
+  addVmRoutes(app, deps);
+  addPageRoute(app);
 
   app.use((req, _res, next) => next(migrationError('ROUTE_NOT_FOUND', { method: req.method, path: req.path.slice(0, 200) })));
 
