@@ -15,6 +15,7 @@ export function createDetail() {
   let points = [];
   let plot = null;
   let loading = 0;
+  let shownBefore = null;
 
   async function show(task) {
     if (!task) return;
@@ -24,7 +25,10 @@ export function createDetail() {
     const ticket = ++loading;
     const { status, body } = await call('GET', `/tasks/${encodeURIComponent(task.id)}/series`);
     if (ticket !== loading) return;
-    points = status === 200 && Array.isArray(body?.points) ? body.points.map(normalise).filter(Boolean) : [];
+    // Without a stored series (not sampled yet, or gone) the points seen live stay.
+    if (status === 200 && Array.isArray(body?.points)) points = body.points.map(normalise).filter(Boolean);
+    else if (shownBefore !== task.id) points = [];
+    shownBefore = task.id;
     draw();
   }
 
