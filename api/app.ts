@@ -13,6 +13,7 @@ import type { Clock, Logger } from '../worker/stages/stage.js';
 import { innerGuards, outerGuards } from './guards.js';
 import { addHealthRoutes, type Probes } from './health.js';
 import type { Idempotency } from './idempotency.js';
+import { addMetricsRoute, type MetricsEndpoint } from './metrics.js';
 import { addMigrateRoute } from './migrate-route.js';
 import { addPageAssets, addPageRoute } from './page.js';
 import { addPeerRoutes, type Peers } from './peers.js';
@@ -37,6 +38,8 @@ export interface ApiDeps {
   idempotency: Idempotency;
   /** Known peers (federation), read from a cache: never waits for discovery. */
   peers: Peers;
+  /** GET /metrics: this process's metrics and the migration metrics workers record in Redis. */
+  metrics: MetricsEndpoint;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -84,6 +87,7 @@ export function createApp(deps: ApiDeps): express.Express {
 
   addTaskRoutes(app, deps);
   addPeerRoutes(app, deps.peers);
+  addMetricsRoute(app, deps.metrics);
   addVmRoutes(app, deps);
   addPageRoute(app);
 

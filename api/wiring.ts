@@ -8,6 +8,8 @@ import { apiRedis, createQueue, logOutages } from '../shared/queue.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import { createApp } from './app.js';
 import { createIdempotency } from './idempotency.js';
+import { createMetricsEndpoint } from './metrics.js';
+import { redisMetrics, onceTtl } from '../shared/metrics/store.js';
 import { advertisedHost, advertisedPort, PeerDirectory, slpAdvertiser, slpDiscover, type Advertiser, type Discover } from './peers.js';
 import { createSourceHost } from './source.js';
 import { createTaskStore, guard } from './tasks.js';
@@ -51,7 +53,9 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
     libvirt: async () => void (await (await source.connection()).hostname()),
     workers: () => queue.getWorkersCount(),
   };
-  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes });
+  const stored = redisMetrics(redis, config.redis.prefix, onceTtl(config));
+  const metrics = createMetricsEndpoint({ read: () => stored.read(), queue: () => queue.exportPrometheusMetrics() });
+  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes, metrics });
   return {
     app,
     peers,

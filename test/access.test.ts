@@ -24,6 +24,7 @@ const ROUTES: { method: string; path: string; access: 'public' | 'viewer' | 'ope
   { method: 'PATCH', path: '/tasks/:id', access: 'operator', body: { bandwidth: 8 } },
   { method: 'GET', path: '/tasks/:id/events', access: 'viewer' },
   { method: 'GET', path: '/peers', access: 'viewer' },
+  { method: 'GET', path: '/metrics', access: 'viewer' },
   { method: 'GET', path: '/vms', access: 'viewer' },
   { method: 'GET', path: '/', access: 'viewer' },
 ];

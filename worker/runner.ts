@@ -20,6 +20,8 @@ import { noControl, type JobControl } from './control.js';
 import { JobSlots, SlotWait } from './slots.js';
 import { tagged, type Clock, type Logger, type ResultsPatch, type Stage, type StageContext, type StageOutcome } from './stages/stage.js';
 import { atMost } from '../shared/timeout.js';
+import type { MetricsRecorder } from '../shared/metrics/store.js';
+import { jobMetrics } from './metrics.js';
 
 export interface RunnableJob {
   readonly id: string;
@@ -50,6 +52,8 @@ export interface RunnerDeps {
   slots?: Slots;
   /** Fault-suite hook called at "stage:start" and "stage:done" (see failpoints.ts). */
   failpoint?: Failpoint;
+  /** Migration metrics (Redis in workers); without it nothing is counted. */
+  metrics?: MetricsRecorder;
 }
 
 /** Thrown to end the job for good; the worker turns it into BullMQ's UnrecoverableError. */
@@ -147,9 +151,14 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
   const maxAttempts = job.maxAttempts;
   const attempt = job.attemptsMade + 1;
   const entry = (stage: string, e: Omit<HistoryEntry, 'at' | 'stage'>): HistoryEntry => ({ at: clock.now().toISOString(), stage, ...e });
+  const metrics = jobMetrics(deps.metrics, job.id, request, log);
+  // The last progress published: a failed copy's bytes are what its task last showed.
+  let latest = job.lastProgress;
+  // Counted where the checkpoint is saved, from what it holds: once per task, whoever saves it.
   const save = async (next: Checkpoint) => {
     cp = next;
     await job.updateData({ ...job.data, checkpoint: cp });
+    await metrics.sync(cp, latest);
   };
 
   const source = lazyConnection(deps.hypervisor, request.sourceUri, config.libvirt.connect_timeout);
@@ -227,7 +236,7 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
             source: () => source.get(),
             destination: () => destination.get(),
             save: (patch: ResultsPatch, e) => save({ ...cp, results: mergeResults(cp.results, patch), history: e ? [...cp.history, entry(stage.name, e)] : cp.history }),
-            progress: (p) => job.updateProgress(p),
+            progress: (p) => ((latest = p), job.updateProgress(p)),
             lastProgress: job.lastProgress,
             control,
             note: (stageName: string, detail: string) => save({ ...cp, history: [...cp.history, entry(stageName, { event: 'decision', detail })] }),
@@ -274,6 +283,8 @@ export async function runJob(job: RunnableJob, deps: RunnerDeps): Promise<Checkp
     if (leaving !== 'waiting') await slots.leave(job.signal?.aborted ? 'lost' : leaving, cp.step, request, cp.results);
     await atMost(Promise.all([source.close(), destination.close()]), CLOSE_WITHIN_MS);
   }
+  // Also a job picked up at 'done' (its worker died right after saving the end).
+  await metrics.sync(cp, latest);
   if (cp.error) throw new JobFailed(cp.error);
   return cp;
 }

@@ -4,16 +4,18 @@
  * already decided to end, and a full concurrency limit to BullMQ's manual
  * delay, so a job waiting for a migration slot waits in the queue.
  */
-import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../shared/config.js';
 import type { MigrationJobData } from '../shared/job.js';
 import { redisSlots } from '../shared/limits.js';
+import { onceTtl, redisMetrics } from '../shared/metrics/store.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { MigrationProgress } from '../shared/task.js';
 import type { ControlBus, JobControl } from './control.js';
 import type { Failpoint } from './failpoints.js';
 import { leaseMs } from './policy/limits.js';
+import { endedByQueue, jobMetrics } from './metrics.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
 import { SlotWait } from './slots.js';
 import { createStages } from './stages/index.js';
@@ -56,6 +58,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
   const stages = createStages();
   const { limits } = config;
   const slots = redisSlots(deps.connection, config.redis.prefix, { outgoingPerHost: limits.outgoing_per_host, incomingPerHost: limits.incoming_per_host, global: limits.global }, leaseMs(config));
+  const metrics = redisMetrics(deps.connection, config.redis.prefix, onceTtl(config));
   // Jobs this process runs, so a lost lock can stop the right one.
   const running = new Map<string, AbortController>();
   const worker = new Worker<MigrationJobData>(
@@ -71,7 +74,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       let control: JobControl | null = null;
       try {
         control = await deps.control.attach(String(job.id));
-        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots, ...(deps.failpoint ? { failpoint: deps.failpoint } : {}) });
+        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots, metrics, ...(deps.failpoint ? { failpoint: deps.failpoint } : {}) });
         jlog.info({}, 'migration finished');
         return { step: cp.step };
       } catch (e) {
@@ -105,9 +108,17 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       maxStalledCount: 20,
       // No maxStartedAttempts: a job waiting for a migration slot is started again at every look.
       autorun: false,
+      // BullMQ's completed and failed counts per minute, behind bullmq_job_completed_total and
+      // bullmq_job_failed_total at /metrics; a week of points.
+      metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
     },
   );
   worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
+  // A job BullMQ failed for good without the runner saving its end still ends, once, in the metrics.
+  worker.on('failed', (job) => {
+    const cp = job?.finishedOn ? endedByQueue(job.data.checkpoint, job.finishedOn, job.failedReason ?? 'the job failed') : null;
+    if (job && cp) void jobMetrics(metrics, String(job.id), job.data.request, log).sync(cp, asProgress(job.progress));
+  });
   // Another worker may take the job over once the lock is gone: stop acting on it here.
   worker.on('lockRenewalFailed', (ids) => {
     for (const id of ids) {
