@@ -5,11 +5,15 @@
  * Errors: {code, reason, status} where `code` is the stable catalogue code and
  * `reason` starts with it ("KCHVM0002E: ..."), as Kimchi clients expect.
  */
+import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../shared/config.js';
 import { isMigrationError, migrationError } from '../shared/errors.js';
+import type { MigrationJobData } from '../shared/job.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
+import { createAuthenticator } from './auth.js';
+import { addDashboard } from './dashboard.js';
 import { innerGuards, outerGuards } from './guards.js';
 import { addHealthRoutes, type Probes } from './health.js';
 import type { Idempotency } from './idempotency.js';
@@ -17,6 +21,7 @@ import { addMetricsRoute, type MetricsEndpoint } from './metrics.js';
 import { addMigrateRoute } from './migrate-route.js';
 import { addPageAssets, addPageRoute } from './page.js';
 import { addPeerRoutes, type Peers } from './peers.js';
+import { addLoginRoutes, addSessionRoute, type SessionStore } from './session.js';
 import type { SourceHost } from './source.js';
 import { addTaskRoutes } from './task-routes.js';
 import type { TaskStore } from './tasks.js';
@@ -40,6 +45,10 @@ export interface ApiDeps {
   peers: Peers;
   /** GET /metrics: this process's metrics and the migration metrics workers record in Redis. */
   metrics: MetricsEndpoint;
+  /** Browser sessions (cookie → token name and role) in Redis. */
+  sessions: SessionStore;
+  /** The migrations queue, for the dashboard at /admin/queues. */
+  queue: Queue<MigrationJobData>;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -60,8 +69,14 @@ export function createApp(deps: ApiDeps): express.Express {
   addHealthRoutes(app, deps.probes);
   addPageAssets(app);
 
-  // Everything below needs a token and the role its method needs; bodies are read only after that.
-  app.use(innerGuards(config));
+  // One failure brake for bearer tokens, session cookies and logins.
+  const auth = createAuthenticator(config.auth, { failuresPerMinute: config.api.auth_failure_limit, now: Date.now }, deps.sessions);
+  addLoginRoutes(app, { config, sessions: deps.sessions, auth, clock: deps.clock, log: deps.log });
+
+  // Everything below needs a token (or a session) and the role its method needs; bodies are read only after that.
+  app.use(innerGuards(config, auth));
+  addSessionRoute(app);
+  addDashboard(app, deps.queue);
 
   addMigrateRoute(app, deps);
 

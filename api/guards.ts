@@ -4,13 +4,14 @@
  * authentication, a refusal of cross-site writes, the rate limit on writes,
  * and a body parser that reads only JSON, only after all of that.
  */
+import cookieParser from 'cookie-parser';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import type { Config } from '../shared/config.js';
 import { migrationError } from '../shared/errors.js';
-import { authorize } from './auth.js';
+import type { Authenticator } from './auth.js';
 
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -29,31 +30,59 @@ export function outerGuards(config: Config): RequestHandler[] {
  * auth.enabled=false it could start or cancel migrations: writes that carry
  * an Origin (or Sec-Fetch-Site: cross-site) from outside api.cors_origins
  * are refused.
+ *
+ * A session cookie rides along on whatever the browser sends, so a write
+ * made with one must also show it comes from this API's own pages:
+ * Sec-Fetch-Site: same-origin (which no page can forge), or, from a browser
+ * too old to send that, an Origin equal to the API's. Without either (a
+ * form on a sibling subdomain, an old browser, a proxy that strips both) it
+ * is refused. Bearer clients (the CLI, curl) send neither and are not
+ * affected. Returns what to name in the refusal, or null to let it pass.
  */
-function refuseCrossSite(config: Config): RequestHandler {
+export function crossSiteRefusal(r: { method: string; origin: string | undefined; own: string; fetchSite: string | undefined; allowed: ReadonlySet<string>; viaSession: boolean }): { origin: string; why?: string } | null {
+  if (READS.has(r.method)) return null;
+  const foreign = r.origin !== undefined && r.origin !== r.own && !r.allowed.has(r.origin);
+  const crossSite = r.fetchSite === 'cross-site' && !(r.origin && r.allowed.has(r.origin));
+  if (foreign || crossSite) return { origin: r.origin ?? 'a cross-site page' };
+  if (!r.viaSession) return null;
+  const why = "a session cookie changes something only from this API's own pages";
+  if (r.fetchSite !== undefined) return r.fetchSite === 'same-origin' ? null : { origin: `a ${r.fetchSite} page`, why };
+  if (r.origin === r.own) return null;
+  return { origin: r.origin ?? 'a request with a session cookie but neither Origin nor Sec-Fetch-Site', why };
+}
+
+export function refuseCrossSite(config: Config): RequestHandler {
   const allowed = new Set(config.api.cors_origins);
   return (req: Request, _res: Response, next: NextFunction) => {
-    if (READS.has(req.method)) return next();
-    const origin = req.headers.origin;
-    const own = `${req.protocol}://${req.headers.host ?? ''}`;
-    const foreign = origin !== undefined && origin !== own && !allowed.has(origin);
-    const crossSite = req.headers['sec-fetch-site'] === 'cross-site' && !(origin && allowed.has(origin));
-    if (foreign || crossSite) return next(migrationError('CROSS_SITE', { origin: String(origin ?? 'a cross-site page').slice(0, 100) }));
+    const fetchSite = req.headers['sec-fetch-site'];
+    const refused = crossSiteRefusal({
+      method: req.method,
+      origin: req.headers.origin,
+      own: `${req.protocol}://${req.headers.host ?? ''}`,
+      fetchSite: typeof fetchSite === 'string' ? fetchSite : undefined,
+      allowed,
+      viaSession: req.authVia === 'session',
+    });
+    if (refused) return next(migrationError('CROSS_SITE', { origin: refused.origin.slice(0, 100), ...(refused.why ? { why: refused.why } : {}) }));
     next();
   };
 }
 
 /** Writes carry JSON; anything else (a form post, text/plain) is refused before it is read. */
-function jsonOnly(req: Request, _res: Response, next: NextFunction) {
+export function jsonOnly(req: Request, _res: Response, next: NextFunction) {
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   if (hasBody && !req.is('application/json')) return next(migrationError('UNSUPPORTED_MEDIA_TYPE', { type: String(req.headers['content-type'] ?? 'none').slice(0, 100) }));
   next();
 }
 
-/** Everything after /health: who is asking, may they, and only then their body. */
-export function innerGuards(config: Config, now: () => number = Date.now): RequestHandler[] {
+/** Bodies: JSON only, at most 16 KiB. */
+export const jsonBody = (): RequestHandler => express.json({ limit: '16kb', strict: true });
+
+/** Everything after /health: who is asking (a bearer token or a session cookie), may they, and only then their body. */
+export function innerGuards(config: Config, auth: Authenticator): RequestHandler[] {
   return [
-    authorize(config.auth, { failuresPerMinute: config.api.auth_failure_limit, now }),
+    cookieParser(),
+    auth.authorize,
     refuseCrossSite(config),
     rateLimit({
       windowMs: 60_000,
@@ -65,6 +94,6 @@ export function innerGuards(config: Config, now: () => number = Date.now): Reque
       handler: (_req, res, next) => next(migrationError('RATE_LIMITED', { limit: String(config.api.rate_limit), retry: String(res.getHeader('retry-after') ?? 60) })),
     }),
     jsonOnly,
-    express.json({ limit: '16kb', strict: true }),
+    jsonBody(),
   ];
 }

@@ -10,6 +10,7 @@ import { createApp } from './app.js';
 import { createIdempotency } from './idempotency.js';
 import { createMetricsEndpoint } from './metrics.js';
 import { redisMetrics, onceTtl } from '../shared/metrics/store.js';
+import { createSessionStore } from './session.js';
 import { advertisedHost, advertisedPort, PeerDirectory, slpAdvertiser, slpDiscover, type Advertiser, type Discover } from './peers.js';
 import { createSourceHost } from './source.js';
 import { createTaskStore, guard } from './tasks.js';
@@ -46,6 +47,7 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   const ready = () => redis.status === 'ready';
   const tasks = createTaskStore(config, queue, redis, ready);
   const idempotency = createIdempotency({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.api.idempotency_ttl, redis: guard(ready), getTask: (id) => tasks.get(id) });
+  const sessions = createSessionStore({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.auth.session_ttl, redis: guard(ready) });
   const peers = new PeerDirectory({ config, log, discover: opts.discover ?? slpDiscover(config) });
   let advertiser: Advertiser | null = null;
   const probes = {
@@ -55,7 +57,7 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   };
   const stored = redisMetrics(redis, config.redis.prefix, onceTtl(config));
   const metrics = createMetricsEndpoint({ read: () => stored.read(), queue: () => queue.exportPrometheusMetrics() });
-  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes, metrics });
+  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes, sessions, queue, metrics });
   return {
     app,
     peers,

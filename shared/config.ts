@@ -226,6 +226,18 @@ export const schema = {
       env: 'KVM_MIGRATE_AUTH_TOKENS',
       sensitive: true,
     },
+    session_ttl: {
+      doc: 'How long in seconds a browser session (POST /session, the login page) lasts; the cookie and its Redis entry expire together. A session also ends once the token it was made with is no longer configured with that name and role.',
+      format: positiveInt,
+      default: 8 * 3600,
+      env: 'KVM_MIGRATE_AUTH_SESSION_TTL',
+    },
+    cookie_secure: {
+      doc: "When the session cookie is marked Secure (sent back over https only): auto when the login came over https (a TLS socket, or X-Forwarded-Proto: https from a proxy), always, or never. Behind a TLS-terminating proxy that sets no X-Forwarded-Proto, use always.",
+      format: ['auto', 'always', 'never'],
+      default: 'auto' as 'auto' | 'always' | 'never',
+      env: 'KVM_MIGRATE_AUTH_COOKIE_SECURE',
+    },
   },
   worker: {
     concurrency: { doc: 'Migrations one worker process runs at the same time.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_WORKER_CONCURRENCY' },
@@ -331,7 +343,7 @@ export interface Config {
     keep_source_definition: boolean;
   };
   api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; streams_per_client: number; idempotency_ttl: number };
-  auth: { enabled: boolean; tokens: TokenConfig[] };
+  auth: { enabled: boolean; tokens: TokenConfig[]; session_ttl: number; cookie_secure: 'auto' | 'always' | 'never' };
   worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };
   retry: { attempts: number; backoff: number };
