@@ -16,6 +16,7 @@ const ROUTES: { method: string; path: string; access: 'public' | 'viewer' | 'ope
   { method: 'GET', path: '/health', access: 'public' },
   { method: 'GET', path: '/healthz', access: 'public' },
   { method: 'GET', path: '/readyz', access: 'public' },
+  { method: 'GET', path: '/openapi.json', access: 'public' },
   { method: 'POST', path: '/vms/:name/migrate', access: 'operator', body: { remote_host: 'host2' } },
   { method: 'POST', path: '/vms/:name/migrate_cancel', access: 'operator' },
   { method: 'GET', path: '/tasks', access: 'viewer' },
@@ -23,10 +24,17 @@ const ROUTES: { method: string; path: string; access: 'public' | 'viewer' | 'ope
   { method: 'DELETE', path: '/tasks/:id', access: 'operator' },
   { method: 'PATCH', path: '/tasks/:id', access: 'operator', body: { bandwidth: 8 } },
   { method: 'GET', path: '/tasks/:id/events', access: 'viewer' },
+  { method: 'GET', path: '/tasks/:id/series', access: 'viewer' },
   { method: 'GET', path: '/peers', access: 'viewer' },
   { method: 'GET', path: '/metrics', access: 'viewer' },
   { method: 'GET', path: '/vms', access: 'viewer' },
   { method: 'GET', path: '/', access: 'viewer' },
+  { method: 'GET', path: '/login', access: 'public' },
+  { method: 'GET', path: '/login.js', access: 'public' },
+  { method: 'GET', path: '/login.css', access: 'public' },
+  { method: 'POST', path: '/session', access: 'public' },
+  { method: 'DELETE', path: '/session', access: 'public' },
+  { method: 'GET', path: '/session', access: 'viewer' },
 ];
 
 let svc: InProc;
