@@ -19,6 +19,7 @@ import { addHealthRoutes, type Probes } from './health.js';
 import type { Idempotency } from './idempotency.js';
 import { addMetricsRoute, type MetricsEndpoint } from './metrics.js';
 import { addMigrateRoute } from './migrate-route.js';
+import { addOpenApiRoute } from './openapi.js';
 import { addPageAssets, addPageRoute } from './page.js';
 import { addPeerRoutes, type Peers } from './peers.js';
 import { addLoginRoutes, addSessionRoute, type SessionStore } from './session.js';
@@ -67,6 +68,7 @@ export function createApp(deps: ApiDeps): express.Express {
     res.status(redis ? 200 : 503).json({ status: redis ? 'ok' : 'degraded', redis });
   });
   addHealthRoutes(app, deps.probes);
+  addOpenApiRoute(app);
   addPageAssets(app);
 
   // One failure brake for bearer tokens, session cookies and logins.

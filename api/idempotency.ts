@@ -16,6 +16,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { migrationError } from '../shared/errors.js';
 import type { Task } from '../shared/task.js';
+import { IdempotencyKey } from './schemas.js';
 
 export interface Claimed {
   task: Task;
@@ -50,7 +51,7 @@ const DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.ca
 /** A key is 1-255 visible ASCII characters (what clients put in a UUID or a request hash). */
 export function validateIdempotencyKey(v: string | string[] | undefined): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(v)) {
+  if (typeof v !== 'string' || !IdempotencyKey.safeParse(v).success) {
     throw migrationError('BAD_REQUEST', { detail: 'Idempotency-Key must be 1 to 255 visible ASCII characters, sent once' });
   }
   return v;

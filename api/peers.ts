@@ -11,10 +11,10 @@
 import { networkInterfaces, hostname } from 'node:os';
 import type { Express } from 'express';
 import type { Config } from '../shared/config.js';
-import { migrationError } from '../shared/errors.js';
 import { ServiceAgent, UserAgent } from '../shared/slp/agent.js';
-import { KVM_MIGRATE, mergePeers, serviceUrl, verboseParam, WOKD, type FoundService, type Peer, type Self } from './peer-policy.js';
+import { KVM_MIGRATE, mergePeers, serviceUrl, WOKD, type FoundService, type Peer, type Self } from './peer-policy.js';
 import { withTimeout } from '../shared/timeout.js';
+import { validatePeersQuery } from './validate.js';
 
 /** One discovery round for a service type; rejects when discovery itself fails. */
 export type Discover = (serviceType: string) => Promise<FoundService[]>;
@@ -181,8 +181,12 @@ export class PeerDirectory implements Peers {
  */
 export function addPeerRoutes(app: Express, peers: Peers): void {
   app.get('/peers', (req, res, next) => {
-    const verbose = verboseParam(req.query.verbose);
-    if (verbose === null) return next(migrationError('BAD_REQUEST', { detail: "'verbose' is true or false" }));
+    let verbose: boolean;
+    try {
+      verbose = validatePeersQuery(req.query).verbose;
+    } catch (e) {
+      return next(e);
+    }
     const list = peers.list();
     res.json(verbose ? list : list.map((p) => p.url));
   });
