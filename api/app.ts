@@ -24,10 +24,10 @@ import { addPageAssets, addPageRoute } from './page.js';
 import { addPeerRoutes, type Peers } from './peers.js';
 import { addLoginRoutes, addSessionRoute, type SessionStore } from './session.js';
 import type { SourceHost } from './source.js';
+import { addTaskListRoutes } from './task-list.js';
 import { addTaskRoutes } from './task-routes.js';
 import type { TaskStore } from './tasks.js';
 import { addVmRoutes } from './vms-route.js';
-import { filterRegex, matchRows } from './validate.js';
 
 export interface ApiDeps {
   config: Config;
@@ -82,15 +82,8 @@ export function createApp(deps: ApiDeps): express.Express {
 
   addMigrateRoute(app, deps);
 
-  app.get(
-    '/tasks',
-    wrap(async (req, res) => {
-      const status = filterRegex('status', req.query.status);
-      const target = filterRegex('target_uri', req.query.target_uri);
-      const list = await tasks.list();
-      res.json(matchRows(list, status, target).map((i) => list[i]));
-    }),
-  );
+  // GET /tasks (pages, filters) and GET /tasks/:id/series.
+  addTaskListRoutes(app, deps);
 
   app.get(
     '/tasks/:id',

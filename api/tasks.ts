@@ -1,7 +1,9 @@
 /**
  * Tasks are BullMQ jobs seen through `toTask`. Enqueueing takes the per-VM
  * lock atomically with the add (BullMQ deduplication), so two concurrent
- * requests for one VM cannot both create a job.
+ * requests for one VM cannot both create a job. Every task is entered in the
+ * task index (task-index.ts) before its job is added, so listings page
+ * through the index instead of reading every job.
  */
 import { randomUUID } from 'node:crypto';
 import type { Job, Queue } from 'bullmq';
@@ -12,13 +14,19 @@ import { JOB_NAME, jobOptions, vmLockKey } from '../shared/queue.js';
 import { toTask, type Task } from '../shared/task.js';
 import { requestCancel, requestTune, type Tuning } from '../shared/control.js';
 import type { Redis } from 'ioredis';
+import { redisSeriesStore, type SeriesState } from '../shared/series.js';
 import { withTimeout } from '../shared/timeout.js';
-
-const STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const;
+import { hostOfUri, normHost, parseMember, TaskIndex } from './task-index.js';
+import { readPage, type Page, type TaskListQuery } from './task-list.js';
 
 export interface TaskStore {
   get(id: string): Promise<Task | null>;
+  /** One page of the listing (GET /tasks). */
+  page(q: TaskListQuery): Promise<Page>;
+  /** Every task, newest first, page after page: for tools and tests; requests page. */
   list(): Promise<Task[]>;
+  /** The task's progress series, if the worker recorded one. */
+  series(id: string): Promise<SeriesState | null>;
   /** Creates the task (with the id given, or a new one), or returns the VM's running one with created = false. */
   enqueue(request: MigrationRequest, now: Date, id?: string): Promise<{ task: Task; created: boolean }>;
   /** The id of the VM's queued or running migration, if any. */
@@ -30,6 +38,17 @@ export interface TaskStore {
 }
 
 const TERMINAL = new Set(['finished', 'failed', 'killed']);
+
+/** How often a listing removes index entries of tasks gone with the retention, and how many at most. */
+const TRIM_EVERY_MS = 60_000;
+const TRIM_BATCH = 500;
+
+export interface TaskStoreOptions {
+  /** The clock for the index's retention (default: the system's). */
+  now?: () => number;
+  /** Least time between two trims of the index (tests shorten it). */
+  trimEveryMs?: number;
+}
 
 /** Longest a request waits on Redis before it answers 503. */
 const REDIS_DEADLINE_MS = 3000;
@@ -66,13 +85,15 @@ async function snapshot(job: Job<MigrationJobData>, state?: string): Promise<Tas
   });
 }
 
-export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, client: Redis, isReady: () => boolean): TaskStore {
+export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, client: Redis, isReady: () => boolean, opts: TaskStoreOptions = {}): TaskStore {
   const redis = guard(isReady);
   const prefix = config.redis.prefix;
   const keep = config.tasks.keep_finished;
+  const now = opts.now ?? Date.now;
+  const index = new TaskIndex(client, prefix);
+  const seriesStore = redisSeriesStore(client, prefix, keep);
   // A job removed from the queue by a cancel leaves a tombstone: its task, ended killed.
   const tombKey = (id: string) => `${prefix}:tomb:${id}`;
-  const tombsKey = `${prefix}:tombs`;
   const tomb = async (id: string): Promise<Task | null> => {
     const raw = await redis(() => client.get(tombKey(id)));
     return raw ? (JSON.parse(raw) as Task) : null;
@@ -94,21 +115,55 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     return tomb(id);
   };
   const ended = (t: Task, what: string) => migrationError('TASK_ENDED', { id: t.id, status: t.status, what });
+
+  // A task's job (or tombstone) is there until the retention removes it; its index entry goes after.
+  const alive = async (ids: string[]): Promise<boolean[]> => {
+    if (!ids.length) return [];
+    const p = client.pipeline();
+    for (const id of ids) p.exists(queue.toKey(id), tombKey(id));
+    const res = (await p.exec()) ?? [];
+    // An error or no answer counts as alive: an entry is never dropped on a doubt.
+    return ids.map((_, i) => !res[i] || res[i]![0] !== null || Number(res[i]![1]) > 0);
+  };
+  let lastTrim = Number.NEGATIVE_INFINITY;
+  const trim = async () => {
+    const t = now();
+    if (t - lastTrim < (opts.trimEveryMs ?? TRIM_EVERY_MS)) return;
+    lastTrim = t;
+    await redis(() => index.trim(t - keep * 1000, alive, TRIM_BATCH));
+  };
+  const source = {
+    range: (...a: Parameters<TaskIndex['range']>) => redis(() => index.range(...a)),
+    // An entry whose task is gone (removed with the retention, or never added) reads as null and
+    // is skipped; so is one that is not the task's own (its creation time differs).
+    rows: (members: string[]) =>
+      Promise.all(
+        members.map(async (m) => {
+          const p = parseMember(m);
+          const t = p ? await get(p.id) : null;
+          return t && p && Date.parse(t.created_at) === p.createdMs ? t : null;
+        }),
+      ),
+  };
+  const page = async (q: TaskListQuery) => {
+    await trim();
+    return readPage(source, q);
+  };
   return {
     get,
+    page,
     async list() {
       const out: Task[] = [];
-      for (const state of STATES) {
-        const jobs = await redis(() => queue.getJobs([state]));
-        for (const j of jobs) if (j) out.push(await redis(() => snapshot(j, state)));
-      }
-      // Tombstones expire on their own; drop index entries older than the retention.
-      await redis(() => client.zremrangebyscore(tombsKey, 0, Date.now() - keep * 1000));
-      for (const id of await redis(() => client.zrange(tombsKey, 0, -1))) {
-        const t = await tomb(id);
-        if (t) out.push(t);
-      }
-      return out.sort((a, b) => b.created_at.localeCompare(a.created_at));
+      let after: string | null = null;
+      do {
+        const p: Page = await page({ limit: 500, after, params: {} });
+        out.push(...p.tasks);
+        after = p.next;
+      } while (after);
+      return out;
+    },
+    async series(id) {
+      return redis(() => seriesStore.load(id));
     },
     async activeFor(sourceUri, vm) {
       return redis(() => queue.getDeduplicationJobId(vmLockKey(sourceUri, vm)));
@@ -141,7 +196,8 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
             id: String(job.id), state: 'failed', data: { ...job.data, checkpoint: { step: 'done', results: {}, history, error } },
             timestamp: job.timestamp, finishedOn: now.getTime(), attemptsMade: job.attemptsMade,
           });
-          await redis(() => client.multi().set(tombKey(id), JSON.stringify(killed), 'EX', keep).zadd(tombsKey, now.getTime(), id).exec());
+          // Its index entry stays: listings find the tombstone through it.
+          await redis(() => client.set(tombKey(id), JSON.stringify(killed), 'EX', keep));
           return killed;
         }
       }
@@ -157,16 +213,25 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       await redis(() => requestTune(client, prefix, id, tuning, keep));
       return task;
     },
-    async enqueue(request, now, id = randomUUID()) {
-      const data: MigrationJobData = { request, checkpoint: initialCheckpoint(now) };
+    async enqueue(request, at, id = randomUUID()) {
+      const data: MigrationJobData = { request, checkpoint: initialCheckpoint(at) };
+      // Indexed first: an entry whose add then fails or is refused is merely skipped when
+      // read, while a job added without its entry would be missing from every listing.
+      const createdMs = await redis(() => index.add({ id, createdMs: at.getTime(), vm: request.vm, sourceHost: hostOfUri(request.sourceUri), destinationHost: normHost(request.remoteHost) }));
+      // The job's creation time is the entry's, so created_at and the listing's order agree.
+      const options = { ...jobOptions(config, id, vmLockKey(request.sourceUri, request.vm)), timestamp: createdMs };
       // The VM's running job can end or be cancelled between the refused add and reading it:
       // then the VM is free and the add is tried again.
       for (let round = 0; round < 3; round++) {
-        const job = await redis(() => queue.add(JOB_NAME, data, jobOptions(config, id, vmLockKey(request.sourceUri, request.vm))));
+        const job = await redis(() => queue.add(JOB_NAME, data, options));
         const created = job.id === id;
         const existing = created ? job : await redis(() => queue.getJob(String(job.id)));
-        if (existing) return { task: await redis(() => snapshot(existing)), created };
+        if (!existing) continue;
+        // Refused (the VM has its task): this id names no task, and leaves no entry.
+        if (!created) await redis(() => index.remove([id])).catch(() => undefined);
+        return { task: await redis(() => snapshot(existing)), created };
       }
+      await redis(() => index.remove([id])).catch(() => undefined);
       throw migrationError('QUEUE_UNAVAILABLE', { detail: 'the VM\'s running task kept changing while being read; try again' });
     },
   };

@@ -17,6 +17,7 @@ import type { Failpoint } from './failpoints.js';
 import { leaseMs } from './policy/limits.js';
 import { endedByQueue, jobMetrics } from './metrics.js';
 import { JobFailed, runJob, type RunnableJob } from './runner.js';
+import { recordingSeries } from './series.js';
 import { SlotWait } from './slots.js';
 import { createStages } from './stages/index.js';
 import { tagged, type Clock, type Logger } from './stages/stage.js';
@@ -58,6 +59,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
   const stages = createStages();
   const { limits } = config;
   const slots = redisSlots(deps.connection, config.redis.prefix, { outgoingPerHost: limits.outgoing_per_host, incomingPerHost: limits.incoming_per_host, global: limits.global }, leaseMs(config));
+  const series = recordingSeries(deps.connection, config, deps.clock);
   const metrics = redisMetrics(deps.connection, config.redis.prefix, onceTtl(config));
   // Jobs this process runs, so a lost lock can stop the right one.
   const running = new Map<string, AbortController>();
@@ -74,7 +76,7 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
       let control: JobControl | null = null;
       try {
         control = await deps.control.attach(String(job.id));
-        const cp = await runJob(adapt(job, config.retry.attempts, ac.signal, control), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots, metrics, ...(deps.failpoint ? { failpoint: deps.failpoint } : {}) });
+        const cp = await runJob(series(adapt(job, config.retry.attempts, ac.signal, control), jlog), { stages, hypervisor: deps.hypervisor, config, clock: deps.clock, log, slots, metrics, ...(deps.failpoint ? { failpoint: deps.failpoint } : {}) });
         jlog.info({}, 'migration finished');
         return { step: cp.step };
       } catch (e) {
