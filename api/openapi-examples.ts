@@ -5,6 +5,7 @@
  */
 import { Catalogue, migrationError, type ErrorKey } from '../shared/errors.js';
 import type { MigrationJobData } from '../shared/job.js';
+import { finalFigures } from '../shared/series.js';
 import { toTask, type Task } from '../shared/task.js';
 
 export const EXAMPLE_TASK_ID = '4f7c2a1e-8d0b-4c55-9a51-0c1d2e3f4a5b';
@@ -56,6 +57,19 @@ export const finishedTask: Task = toTask({
   progress: { percent: 100, dataTotal: 1_075_838_976, dataProcessed: 1_075_838_976, dataRemaining: 0, memoryBps: 52_428_800, iteration: 4, elapsedMs: 21_000, downtimeMs: 42 },
   data: { ...data, checkpoint: { ...data.checkpoint!, step: 'done', history: [...data.checkpoint!.history, { at: at(23), stage: 'migrate', event: 'done' }, { at: at(24), stage: 'finish', event: 'done' }] } },
 });
+
+/** Its progress over time, as GET /tasks/:id/series answers. */
+export const finishedSeries = {
+  id: finishedTask.id,
+  status: finishedTask.status,
+  interval_ms: 1000,
+  points: [
+    { t: T0 + 3000, elapsedMs: 1000, percent: 5, dataTotal: 1_075_838_976, dataProcessed: 52_428_800, dataRemaining: 1_023_410_176, memoryBps: 52_428_800, iteration: 1 },
+    { t: T0 + 13_000, elapsedMs: 11_000, percent: 55, dataTotal: 1_075_838_976, dataProcessed: 592_000_000, dataRemaining: 483_838_976, memoryBps: 52_428_800, dirtyRateBps: 4_194_304, iteration: 2 },
+    { t: T0 + 22_000, elapsedMs: 20_000, percent: 99, dataTotal: 1_075_838_976, dataProcessed: 1_070_000_000, dataRemaining: 5_838_976, memoryBps: 52_428_800, dirtyRateBps: 4_194_304, iteration: 4 },
+  ],
+  final: finalFigures(finishedTask),
+};
 
 /** A cancelled one. */
 export const killedTask: Task = toTask({

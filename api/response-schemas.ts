@@ -157,6 +157,49 @@ export const EventStream = z.string().meta({
   description: 'Server-sent events: `event: task` with the task JSON (schema Task), first the current state, then each change, ending after the terminal status; a comment line every 15 s.',
 });
 
+const num = (d: string) => z.number().min(0).nullable().meta({ description: d });
+
+export const SeriesPoint = z
+  .object({
+    t: z.int().min(0).meta({ description: 'When the worker took the sample, epoch ms.' }),
+    elapsedMs: z.number().min(0).optional().meta({ description: "libvirt's time since the copy started." }),
+    percent: z.number().min(0).max(100),
+    dataRemaining: z.number().min(0).optional(),
+    dataProcessed: z.number().min(0).optional(),
+    dataTotal: z.number().min(0).optional(),
+    memoryBps: z.number().min(0).optional().meta({ description: 'Transfer rate, bytes a second.' }),
+    dirtyRateBps: z.number().min(0).optional().meta({ description: 'Bytes the guest dirties a second.' }),
+    iteration: z.int().min(0).optional(),
+  })
+  .meta({ description: 'One progress sample.' });
+
+export const FinalFigures = z
+  .object({
+    status: z.enum(['finished', 'failed', 'killed']),
+    started_at: Time.nullable(),
+    finished_at: Time.nullable(),
+    durationMs: num('From a worker picking the task up to its end, all stages.'),
+    copyMs: num('The copy alone, as libvirt timed it.'),
+    downtimeMs: num("The guest's real pause at switch-over (finished migrations)."),
+    dataProcessed: num('Bytes copied.'),
+    dataTotal: num('Bytes to copy.'),
+    dataRemaining: num('Bytes left.'),
+    iterations: num('Passes over guest memory.'),
+    averageBps: num('dataProcessed over copyMs, bytes a second.'),
+    percent: num('The last percentage shown.'),
+  })
+  .meta({ description: 'The figures an ended migration keeps.' });
+
+export const TaskSeries = z
+  .object({
+    id: z.string(),
+    status: Task.shape.status,
+    interval_ms: z.int().min(0).nullable().meta({ description: 'Least time between two kept points now (it doubles each time a long series is thinned); null when nothing was recorded.' }),
+    points: z.array(SeriesPoint).meta({ description: 'Oldest first.' }),
+    final: FinalFigures.nullable().meta({ description: 'null while the task runs.' }),
+  })
+  .meta({ description: "A task's progress over time (sampled) and its final figures, for plotting." });
+
 export const VmSummary = z
   .object({
     name: z.string(),

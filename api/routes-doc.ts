@@ -6,10 +6,11 @@
  */
 import type { z } from 'zod';
 import type { ErrorKey } from '../shared/errors.js';
-import { blockedPrecheck, errorExample, finishedTask, killedTask, queuedTask, readyPrecheck, runningTask, verbosePeer } from './openapi-examples.js';
+import { blockedPrecheck, errorExample, finishedSeries, finishedTask, killedTask, queuedTask, readyPrecheck, runningTask, verbosePeer } from './openapi-examples.js';
 import * as R from './response-schemas.js';
 import { OPS_ROUTES } from './routes-doc-ops.js';
-import { MigrateBody, MigrateHeaders, PeersQuery, TaskParams, TasksQuery, TuneBody, VmParams } from './schemas.js';
+import { MigrateBody, MigrateHeaders, PeersQuery, TaskParams, TuneBody, VmParams } from './schemas.js';
+import { taskListQuery } from './task-list.js';
 
 export type Access = 'public' | 'viewer' | 'operator';
 
@@ -114,11 +115,19 @@ export const ROUTES: RouteDoc[] = [
     method: 'get',
     path: '/tasks',
     tag: 'tasks',
-    summary: 'List tasks',
-    description: 'Every task kept (tasks.keep_finished), newest first, filtered as Kimchi\'s UI filters: regular expressions matched from the start of the value. Filters that take longer than 100 ms are refused (400).',
+    summary: 'List tasks, a page at a time',
+    description:
+      "Tasks kept (tasks.keep_finished), newest first (created_at, then id), at most `limit` a page. The body is Kimchi's array of tasks; the next page is announced in a Link header (rel=\"next\") and in X-Next-Cursor, and the last page has neither. The cursor is a position in the task index, so tasks added meanwhile never shift a page. One request looks at no more than 2000 tasks: when the filters leave a page short after that, it still links to the next. Parameters not listed are refused (400).",
     access: 'viewer',
-    query: TasksQuery,
-    responses: { 200: { description: 'The tasks.', schema: R.TaskList, examples: { some: task('A running and a finished migration', [runningTask, finishedTask]) } } },
+    query: taskListQuery,
+    responses: {
+      200: {
+        description: 'A page of tasks.',
+        schema: R.TaskList,
+        examples: { some: task('A running and a finished migration', [runningTask, finishedTask]) },
+        headers: { Link: 'The next page: </tasks?...&cursor=...>; rel="next". Absent on the last page.', 'X-Next-Cursor': "The next page's cursor. Absent on the last page." },
+      },
+    },
     errors: ['BAD_REQUEST', 'QUEUE_UNAVAILABLE'],
   },
   {
@@ -175,6 +184,17 @@ export const ROUTES: RouteDoc[] = [
       },
     },
     errors: ['TASK_NOT_FOUND', 'TOO_MANY_STREAMS', 'QUEUE_UNAVAILABLE'],
+  },
+  {
+    method: 'get',
+    path: '/tasks/:id/series',
+    tag: 'tasks',
+    summary: "A task's progress over time",
+    description: "The progress samples the worker kept (thinned as the copy goes on, so a long migration keeps a bounded number of points) and, once the task ended, its final figures: what a chart of data remaining and transfer rate over time needs, also after the migration finished.",
+    access: 'viewer',
+    params: TaskParams,
+    responses: { 200: { description: 'The series.', schema: R.TaskSeries, examples: { finished: task('A finished migration', finishedSeries) } } },
+    errors: ['TASK_NOT_FOUND', 'QUEUE_UNAVAILABLE'],
   },
   {
     method: 'get',

@@ -172,15 +172,6 @@ export const filterPattern = (param: string) =>
     })
     .optional();
 
-const filter = (param: string, what: string) =>
-  filterPattern(param).meta({ description: `A regular expression (JavaScript syntax) the task's ${what} must match from its start, as Kimchi's re.match did.`, format: 'regex' });
-
-/** GET /tasks. Other query parameters are ignored, as they always were. */
-export const TasksQuery = z.object({
-  status: filter('status', 'status (running, finished, failed, killed)').meta({ examples: ['running', 'failed|killed'] }),
-  target_uri: filter('target_uri', 'target_uri (/vms/<name>)').meta({ examples: ['^/vms/lab-'] }),
-});
-
 /** GET /peers: ?verbose=true (or 1, or empty) gives objects; false, 0 or nothing gives Kimchi's URLs. */
 export const PeersQuery = z.object({
   verbose: z

@@ -7,7 +7,7 @@
 import { runInNewContext } from 'node:vm';
 import type { z } from 'zod';
 import { migrationError } from '../shared/errors.js';
-import { filterPattern, MigrateBody, PeersQuery, RemoteHost, TasksQuery, TuneBody, VmName } from './schemas.js';
+import { filterPattern, MigrateBody, PeersQuery, RemoteHost, TuneBody, VmName } from './schemas.js';
 
 export type { MigrateBody, PolicyBody, TuneBody } from './schemas.js';
 
@@ -58,11 +58,6 @@ export function validateVmName(name: string): string {
 /** Kimchi's UI sends filters as regular expressions; a bad one is a 400, not a 500. */
 export function filterRegex(param: string, v: unknown): RegExp | undefined {
   return parse(filterPattern(param), v);
-}
-
-/** GET /tasks: the filters, parsed. */
-export function validateTasksQuery(query: unknown): z.output<typeof TasksQuery> {
-  return parse(TasksQuery, query ?? {});
 }
 
 /** GET /peers: whether the client asked for objects. */

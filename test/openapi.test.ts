@@ -96,11 +96,13 @@ describe('examples', () => {
     const walkSchema = (node: unknown, at: string[]) => {
       if (typeof node !== 'object' || node === null) return;
       const n = node as Record<string, unknown>;
-      if (Array.isArray(n.examples)) {
+      // JSON Schema's examples, and the single example OpenAPI's Schema Object also allows.
+      const examples = [...(Array.isArray(n.examples) ? n.examples : []), ...('example' in n ? [n.example] : [])];
+      if (examples.length) {
         const validate = schemaAt(...at);
-        for (const ex of n.examples as unknown[]) (valid(validate, ex, at.join('/')), checked++);
+        for (const ex of examples) (valid(validate, ex, at.join('/')), checked++);
       }
-      for (const [k, v] of Object.entries(n)) if (k !== 'examples' && typeof v === 'object') walkSchema(v, [...at, k]);
+      for (const [k, v] of Object.entries(n)) if (k !== 'examples' && k !== 'example' && typeof v === 'object') walkSchema(v, [...at, k]);
     };
     for (const [name, s] of Object.entries(doc.components.schemas)) walkSchema(s, ['components', 'schemas', name]);
     for (const [path, ops] of Object.entries(doc.paths)) {
@@ -224,7 +226,12 @@ describe('real answers', () => {
     expect((await conforms('GET', '/tasks', '/tasks', undefined, { token: null })).status).toBe(401);
     expect((await conforms('GET', '/tasks', '/tasks')).body.length).toBeGreaterThan(0);
     expect((await conforms('GET', '/tasks?status=((', '/tasks')).status).toBe(400);
+    expect((await conforms('GET', '/tasks?colour=red', '/tasks')).status).toBe(400);
+    expect((await conforms('GET', '/tasks?limit=0', '/tasks')).status).toBe(400);
+
     expect((await conforms('GET', `/tasks/${taskId}`, '/tasks/:id')).status).toBe(200);
+    expect((await conforms('GET', `/tasks/${taskId}/series`, '/tasks/:id/series')).status).toBe(200);
+    expect((await conforms('GET', '/tasks/00000000-0000-4000-8000-000000000000/series', '/tasks/:id/series')).status).toBe(404);
     expect((await conforms('GET', '/tasks/00000000-0000-4000-8000-000000000000', '/tasks/:id')).status).toBe(404);
     expect((await conforms('PATCH', `/tasks/${taskId}`, '/tasks/:id', { speed: 1 })).status).toBe(400);
     expect((await conforms('GET', '/tasks/00000000-0000-4000-8000-000000000000/events', '/tasks/:id/events')).status).toBe(404);
@@ -237,6 +244,13 @@ describe('real answers', () => {
     expect((await conforms('DELETE', `/tasks/${taskId}`, '/tasks/:id')).status).toBe(409);
     expect((await conforms('PATCH', `/tasks/${taskId}`, '/tasks/:id', { bandwidth: 8 })).status).toBe(409);
     expect((await conforms('POST', '/vms/test/migrate_cancel', '/vms/:name/migrate_cancel')).status).toBe(404);
+    // A second task: pages of one link to the next; then it is cancelled by VM while queued.
+    expect((await conforms('POST', '/vms/test/migrate', '/vms/:name/migrate', { remote_host: 'host3' }, { headers: { 'idempotency-key': 'second-task-0001' } })).status).toBe(202);
+    const page = await conforms('GET', '/tasks?limit=1&vm=test&since=2020-01-01', '/tasks');
+    expect(page.body).toHaveLength(1);
+    expect(page.headers.get('link')).toMatch(/rel="next"/);
+    expect((await conforms('GET', `/tasks?limit=1&vm=test&cursor=${page.headers.get('x-next-cursor')}`, '/tasks')).body[0].id).toBe(taskId);
+    expect((await conforms('POST', '/vms/test/migrate_cancel', '/vms/:name/migrate_cancel')).status).toBe(200);
     expect((await conforms('POST', `/vms/${encodeURIComponent('a/b')}/migrate_cancel`, '/vms/:name/migrate_cancel')).status).toBe(400);
     expect((await conforms('GET', '/peers', '/peers')).status).toBe(200);
     expect((await conforms('GET', '/peers?verbose=true', '/peers')).status).toBe(200);
