@@ -49,11 +49,14 @@ export interface RouteDoc {
   errors: ErrorKey[];
 }
 
-/** What every route needing a given role can answer: the guards' refusals. */
+/**
+ * What every route needing a given role can answer: the guards' refusals,
+ * and a 503 when a session cookie cannot be looked up in Redis.
+ */
 export const COMMON_ERRORS: Record<Access, ErrorKey[]> = {
   public: [],
-  viewer: ['UNAUTHENTICATED', 'AUTH_FAILURES', 'INTERNAL'],
-  operator: ['UNAUTHENTICATED', 'AUTH_FAILURES', 'FORBIDDEN', 'CROSS_SITE', 'RATE_LIMITED', 'UNSUPPORTED_MEDIA_TYPE', 'BODY_TOO_LARGE', 'BAD_REQUEST', 'INTERNAL'],
+  viewer: ['UNAUTHENTICATED', 'AUTH_FAILURES', 'QUEUE_UNAVAILABLE', 'INTERNAL'],
+  operator: ['UNAUTHENTICATED', 'AUTH_FAILURES', 'FORBIDDEN', 'CROSS_SITE', 'RATE_LIMITED', 'UNSUPPORTED_MEDIA_TYPE', 'BODY_TOO_LARGE', 'BAD_REQUEST', 'QUEUE_UNAVAILABLE', 'INTERNAL'],
 };
 
 /** Errors whose body carries more than {code, reason, status}. */
