@@ -85,6 +85,34 @@ async function snapshot(job: Job<MigrationJobData>, state?: string): Promise<Tas
   });
 }
 
+/** The states BullMQ keeps in sorted sets, in the order its getState looks; active is a list. */
+const SCORED = ['completed', 'failed', 'delayed', 'prioritized'] as const;
+
+/**
+ * Jobs' states in one round trip, without BullMQ's getJobState: that finds a
+ * waiting job by scanning the wait list (LPOS), which grows with the queue.
+ * Here a job in no other state is waiting, so reading a task costs the same
+ * with 100,000 queued as with ten. (Only the active list is scanned: it holds
+ * the jobs workers run, a few.)
+ */
+async function statesOf(client: Redis, queue: Queue<MigrationJobData>, ids: string[]): Promise<string[]> {
+  const k = queue.keys;
+  const p = client.pipeline();
+  for (const id of ids) {
+    for (const s of SCORED) p.zscore(k[s]!, id);
+    p.lpos(k.active!, id).zscore(k['waiting-children']!, id);
+  }
+  const found = ((await p.exec()) ?? []).map(([err, v]) => {
+    if (err) throw err;
+    return v;
+  });
+  const names = [...SCORED, 'active', 'waiting-children'];
+  return ids.map((_, i) => {
+    const at = found.slice(i * names.length, (i + 1) * names.length).findIndex((v) => v !== null);
+    return at < 0 ? 'waiting' : names[at]!;
+  });
+}
+
 export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, client: Redis, isReady: () => boolean, opts: TaskStoreOptions = {}): TaskStore {
   const redis = guard(isReady);
   const prefix = config.redis.prefix;
@@ -105,15 +133,22 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     const job = await redis(() => queue.getJob(id));
     return job?.data?.request ? job : null;
   };
-  const get = async (id: string): Promise<Task | null> => {
-    if (!UUID.test(id)) return null;
+  /** Tasks by id (null for none), their states read in one round trip. */
+  const getMany = async (ids: string[]): Promise<(Task | null)[]> => {
+    const valid = ids.filter((id) => UUID.test(id));
     // State first, then the job: a job that ends in between is shown running with its latest
     // data, never "finished" with data from before the end (attempts, final figures).
-    const state = await redis(() => queue.getJobState(id));
-    const job = await jobOf(id);
-    if (job) return redis(() => snapshot(job, state === 'unknown' ? undefined : state));
-    return tomb(id);
+    const states = new Map(valid.length ? (await redis(() => statesOf(client, queue, valid))).map((s, i) => [valid[i]!, s]) : []);
+    return Promise.all(
+      ids.map(async (id) => {
+        const state = states.get(id);
+        if (state === undefined) return null;
+        const job = await jobOf(id);
+        return job ? redis(() => snapshot(job, state)) : tomb(id);
+      }),
+    );
   };
+  const get = async (id: string): Promise<Task | null> => (await getMany([id]))[0] ?? null;
   const ended = (t: Task, what: string) => migrationError('TASK_ENDED', { id: t.id, status: t.status, what });
 
   // A task's job (or tombstone) is there until the retention removes it; its index entry goes after.
@@ -136,14 +171,11 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     range: (...a: Parameters<TaskIndex['range']>) => redis(() => index.range(...a)),
     // An entry whose task is gone (removed with the retention, or never added) reads as null and
     // is skipped; so is one that is not the task's own (its creation time differs).
-    rows: (members: string[]) =>
-      Promise.all(
-        members.map(async (m) => {
-          const p = parseMember(m);
-          const t = p ? await get(p.id) : null;
-          return t && p && Date.parse(t.created_at) === p.createdMs ? t : null;
-        }),
-      ),
+    rows: async (members: string[]) => {
+      const parsed = members.map(parseMember);
+      const tasks = await getMany(parsed.map((p) => p?.id ?? ''));
+      return tasks.map((t, i) => (t && Date.parse(t.created_at) === parsed[i]?.createdMs ? t : null));
+    },
   };
   const page = async (q: TaskListQuery) => {
     await trim();
