@@ -19,7 +19,7 @@ const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function outerGuards(config: Config): RequestHandler[] {
   const out: RequestHandler[] = [helmet()];
   if (config.api.cors_origins.length) {
-    out.push(cors({ origin: config.api.cors_origins, allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['location'], maxAge: 600 }));
+    out.push(cors({ origin: config.api.cors_origins, allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['location', 'link', 'x-next-cursor'], maxAge: 600 }));
   }
   return out;
 }

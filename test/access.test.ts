@@ -129,6 +129,8 @@ describe('headers, CORS and sizes', () => {
     try {
       const ok = await fetch(`${other.url}/tasks`, { headers: { authorization: `Bearer ${TOKENS.viewer}`, origin: 'https://dash.example' } });
       expect(ok.headers.get('access-control-allow-origin')).toBe('https://dash.example');
+      // A page on that origin can read where the next page of tasks is.
+      expect(ok.headers.get('access-control-expose-headers')).toBe('location,link,x-next-cursor');
       const no = await fetch(`${other.url}/tasks`, { headers: { authorization: `Bearer ${TOKENS.viewer}`, origin: 'https://evil.example' } });
       expect(no.headers.get('access-control-allow-origin')).toBeNull();
     } finally {
