@@ -2,7 +2,8 @@
  * /metrics after real migrations: real API and worker processes, real Redis,
  * real libvirtd and QEMU in the lab. Every figure is checked against the
  * task the API shows for the same migration: a finished one, one refused by
- * a check, one cancelled mid-copy.
+ * a check, one cancelled mid-copy, and one finished by a second worker after
+ * the first was killed mid-copy.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GUEST_DIRTY, GUEST_TINY } from '../lab/config.js';
@@ -153,5 +154,47 @@ describe('/metrics after lab migrations', () => {
     expect(x.get(`${METRICS.stage.name}_count`, { stage: 'recover' })).toBe(1);
     expect(x.sum(METRICS.checkFailures.name)).toBe(1);
     expect(x.get('bullmq_job_count', { state: 'failed' })).toBe(2);
+  });
+});
+
+describe('/metrics when another worker finishes a migration', () => {
+  it('a worker SIGKILLed mid-copy, the job resumed by another: started and finished once, one downtime, the resumed stage once', async () => {
+    const other = await startService({ KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1'), KVM_MIGRATE_WORKER_LOCK_DURATION: '4000', KVM_MIGRATE_WORKER_STALLED_INTERVAL: '1000' });
+    try {
+      await resetGuest(GUEST_DIRTY, { dirtyRateMiBs: 1 });
+      const post = await api(other.url, 'POST', `/vms/${GUEST_DIRTY}/migrate`, { remote_host: dst, bandwidth: 8 });
+      expect(post.status).toBe(202);
+      const id = post.body.id as string;
+      await waitFor('memory copy under way', async () => {
+        const t: Task = (await api(other.url, 'GET', `/tasks/${id}`)).body;
+        return t.stage === 'migrate' && (t.progress?.percent ?? 0) > 5;
+      }, 30_000, 100);
+      const [first] = other.workers;
+      first!.kill('SIGKILL');
+      await new Promise((r) => first!.once('exit', r));
+      await other.startWorker();
+      const t = (await waitTask(other.url, id, 90_000)) as FullTask;
+      expect(t.status).toBe('finished');
+      expect(t.history.filter((h) => h.event === 'resume').map((h) => h.stage)).toEqual(['migrate']);
+      // The resuming worker read libvirt's final figures from the destination: the task shows them too.
+      expect(t.progress?.downtimeMs).toBeGreaterThan(0);
+      expect(t.progress?.dataProcessed).toBeGreaterThan(0);
+
+      const r = await api(other.url, 'GET', '/metrics', undefined, { token: TOKENS.viewer });
+      const x = parseExposition(r.body as string);
+      expect(x.get(METRICS.started.name, to(dst))).toBe(1);
+      expect(x.get(METRICS.finished.name, to(dst))).toBe(1);
+      expect(x.get(METRICS.inFlight.name, to(dst))).toBe(0);
+      expect(x.get(`${METRICS.duration.name}_sum`, { ...to(dst), outcome: 'finished' })).toBeCloseTo(measured(t), 6);
+      expect(x.get(`${METRICS.downtime.name}_count`, to(dst))).toBe(1);
+      expect(x.get(`${METRICS.downtime.name}_sum`, to(dst))! * 1000).toBeCloseTo(t.progress!.downtimeMs!, 6);
+      expect(x.get(METRICS.bytes.name, to(dst))).toBe(t.progress!.dataProcessed);
+      // The killed worker's run of migrate never reached its end: only the resumed run counts.
+      expect(x.get(`${METRICS.stage.name}_count`, { stage: 'migrate' })).toBe(1);
+      expect(x.get(`${METRICS.stage.name}_count`, { stage: 'check' })).toBe(1);
+      expect(x.get('bullmq_job_completed_total')).toBe(1);
+    } finally {
+      await other.stop();
+    }
   });
 });

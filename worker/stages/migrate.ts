@@ -92,7 +92,12 @@ async function resume(ctx: StageContext, startedAt: string): Promise<StageOutcom
   }
   const where = await observePlacement(ctx);
   const endedAt = ctx.clock.now().toISOString();
-  if (where.on === 'destination') return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed' } }, detail: 're-attached: the guest already runs on the destination' };
+  if (where.on === 'destination') {
+    // The final figures (real downtime, data transferred) as the destination kept them: the JOB_COMPLETED event went to the worker that died.
+    const stats = await completedStats(ctx);
+    const detail = `re-attached: the guest already runs on the destination${stats ? `; libvirt reports: ${summary(stats)}` : ''}`;
+    return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed', ...(stats ? { stats } : {}) } }, detail };
+  }
   const why = ctx.control.cancelled ? 'cancelled' : ended === 'ended' ? 'error' : ended;
   const error = failureFor(ctx, why, 'the worker running it stopped before the migration completed');
   return { next: 'recover', error, results: { migrate: { startedAt, endedAt, outcome: 'failed', error } }, detail: `resumed: guest on ${where.on}` };
