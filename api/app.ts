@@ -103,12 +103,14 @@ export function createApp(deps: ApiDeps): express.Express {
 
   app.use((req, _res, next) => next(migrationError('ROUTE_NOT_FOUND', { method: req.method, path: req.path.slice(0, 200) })));
 
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     let e = err;
     const status = (err as { status?: number; type?: string })?.status;
     const type = (err as { type?: string })?.type;
     if (type === 'entity.too.large') e = migrationError('BODY_TOO_LARGE');
     else if (type === 'entity.parse.failed') e = migrationError('BAD_REQUEST', { detail: 'the body is not valid JSON' });
+    // A file the page's static handler does not have: its message names a path on this server.
+    else if (!isMigrationError(err) && status === 404) e = migrationError('ROUTE_NOT_FOUND', { method: req.method, path: req.path.slice(0, 200) });
     else if (!isMigrationError(err) && status && status >= 400 && status < 500) e = migrationError('BAD_REQUEST', { detail: (err as Error).message });
     if (!isMigrationError(e)) {
       deps.log.error({ err: (err as Error)?.stack ?? String(err) }, 'unexpected error');

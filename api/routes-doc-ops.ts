@@ -99,11 +99,11 @@ export const OPS_ROUTES: RouteDoc[] = [
     mount: '/ui',
     tag: 'page',
     summary: "The page's scripts and style sheets",
-    description: 'Static files of the migrations page (ES modules and CSS, no build step). Public: they hold nothing secret. A file that is not there is refused.',
+    description: 'Static files of the migrations page (ES modules and CSS, no build step). Public: they hold nothing secret. A file that is not there is a 404.',
     access: 'public',
     params: R.AssetParams,
     responses: { 200: { description: 'The file.', contentType: ['text/javascript', 'text/css'], schema: R.Asset } },
-    errors: ['BAD_REQUEST'],
+    errors: ['ROUTE_NOT_FOUND'],
   },
   {
     method: 'get',
@@ -115,7 +115,7 @@ export const OPS_ROUTES: RouteDoc[] = [
     access: 'public',
     params: R.AssetParams,
     responses: { 200: { description: 'The file.', contentType: ['text/javascript', 'text/css'], schema: R.Asset } },
-    errors: ['BAD_REQUEST'],
+    errors: ['ROUTE_NOT_FOUND'],
   },
   {
     method: 'get',

@@ -30,7 +30,15 @@ describe('page assets', () => {
   });
 
   it('answers 404 with the catalogue code for an asset that is not there, and never serves files outside the page', async () => {
-    for (const path of ['/ui/nope.js', '/ui/..%2f..%2fpackage.json', '/ui/vendor/..%2f..%2fpackage.json']) {
+    for (const path of ['/ui/nope.js', '/ui/vendor/nope.js']) {
+      const res = await fetch(`${svc.url}${path}`);
+      expect(res.status, path).toBe(404);
+      const body = await res.json();
+      expect(body.code).toBe('KMIG0008E');
+      // Where the files live on this server is nobody's business.
+      expect(body.reason).not.toMatch(/public|node_modules|ENOENT/);
+    }
+    for (const path of ['/ui/..%2f..%2fpackage.json', '/ui/vendor/..%2f..%2fpackage.json', '/ui/%2e%2e/%2e%2e/package.json']) {
       const res = await fetch(`${svc.url}${path}`);
       expect(res.status, path).toBeGreaterThanOrEqual(400);
       expect(await res.text()).not.toMatch(/"dependencies"/);
