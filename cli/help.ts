@@ -81,12 +81,13 @@ migration, prints every blocker with its code and what to fix.`,
   list: {
     args: [],
     summary: 'list tasks, newest first',
-    about: 'Lists tasks, newest first.',
+    about: 'Lists tasks, newest first: the newest 100, or with --all every one kept.',
     options: {
       status: { type: 'string', value: 'S', help: 'only tasks whose status matches S, a regular expression matched from the start: running, finished, failed, killed, \'failed|killed\'' },
+      all: { type: 'boolean', help: 'every task, page after page (else the newest 100)' },
     },
     exits: [[0, 'listed (also when no task matches)'], USAGE, UNREACHABLE, [4, 'refused (an invalid --status expression)']],
-    examples: ['kvm-migrate list', "kvm-migrate list --status 'failed|killed'"],
+    examples: ['kvm-migrate list', "kvm-migrate list --status 'failed|killed'", 'kvm-migrate list --all --json'],
   },
   watch: {
     args: ['<task>'],

@@ -149,17 +149,34 @@ async function status(ctx: Ctx, id: string): Promise<number> {
   return t.status === 'failed' || t.status === 'killed' ? EXIT.TASK_FAILED : EXIT.OK;
 }
 
+/** The next page's path from an RFC 8288 Link header, if the API announced one. */
+function nextPage(headers: Headers): string | null {
+  const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(headers.get('link') ?? '');
+  return m ? m[1]! : null;
+}
+
 async function list(ctx: Ctx, o: Options): Promise<number> {
-  const a = await ctx.api.request('GET', `/tasks${o.status !== undefined ? `?status=${enc(o.status)}` : ''}`);
-  if (a.status >= 400) throw ctx.api.failure(a, 'listing tasks');
-  if (!Array.isArray(a.json)) throw new CliFailure(`listing tasks: the API at ${ctx.api.base} did not answer with a list; is --api pointing at kvm-migrate?`, EXIT.UNREACHABLE, a.json);
+  let path: string | null = `/tasks${o.status !== undefined ? `?status=${enc(o.status)}` : ''}`;
+  const all: unknown[] = [];
+  let more = false;
+  while (path) {
+    const a = await ctx.api.request('GET', path);
+    if (a.status >= 400) throw ctx.api.failure(a, 'listing tasks');
+    if (!Array.isArray(a.json)) throw new CliFailure(`listing tasks: the API at ${ctx.api.base} did not answer with a list; is --api pointing at kvm-migrate?`, EXIT.UNREACHABLE, a.json);
+    all.push(...a.json);
+    path = nextPage(a.headers);
+    if (!o.all) {
+      more = path !== null;
+      break;
+    }
+  }
   if (ctx.json) {
-    printJson(ctx, a.json);
+    printJson(ctx, all);
     return EXIT.OK;
   }
-  const tasks = a.json.filter(isTask);
+  const tasks = all.filter(isTask);
   if (!tasks.length) print(ctx, o.status !== undefined ? `No task has a status matching '${o.status}'.` : 'No tasks.');
-  else print(ctx, listView(tasks, ctx.paint));
+  else print(ctx, listView(tasks, ctx.paint) + (more ? `\n(the newest ${tasks.length}; kvm-migrate list --all for every task)` : ''));
   return EXIT.OK;
 }
 

@@ -32,6 +32,8 @@ export interface Options {
   status?: string;
   /** cancel: the argument is a VM name even if it looks like a task id. */
   vm: boolean;
+  /** list: follow every page instead of showing the newest page only. */
+  all: boolean;
 }
 
 export type Parsed =
@@ -146,7 +148,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
 
     const v = values as Record<string, string | boolean | undefined>;
     const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
-    const options: Options = { watch: v.watch === true, vm: v.vm === true };
+    const options: Options = { watch: v.watch === true, vm: v.vm === true, all: v.all === true };
     const bw = str('bandwidth');
     if (bw !== undefined) options.bandwidth = bw === 'unlimited' ? 'unlimited' : integer('bandwidth', bw, 1, 'a whole number of MiB/s (1 or more) or unlimited');
     const md = str('max-downtime');

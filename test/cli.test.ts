@@ -228,7 +228,7 @@ describe.concurrent('kvm-migrate: help and usage', () => {
       args: ['web1', 'host2'],
       api: 'http://h:1/base',
       json: true,
-      options: { watch: false, vm: false, bandwidth: 'unlimited', autoConverge: true },
+      options: { watch: false, vm: false, all: false, bandwidth: 'unlimited', autoConverge: true },
     });
     expect(parseCommandLine(['list'], { KVM_MIGRATE_API: 'http://api:9' })).toMatchObject({ api: 'http://api:9' });
     expect(parseCommandLine(['list'], {})).toMatchObject({ api: 'http://127.0.0.1:8010' });
@@ -373,6 +373,25 @@ describe.concurrent('kvm-migrate: commands against the API', () => {
     const raw = await cli(['list', '--status', 'failed|killed', '--json', '--api', api.url]);
     expect(JSON.parse(raw.stdout)).toHaveLength(2);
     expect((await cli(['list', '--api', api.url])).stdout).toBe('No tasks.\n');
+  });
+
+  it('list shows the newest page and says how to see more; --all follows the Link header to the last page', async () => {
+    const next = '/tasks?limit=100&cursor=abc';
+    const api = await fakeApi({
+      'GET /tasks': (_q, res) => json(res, 200, [FAILED], { link: `<${next}>; rel="next"`, 'x-next-cursor': 'abc' }),
+      [`GET ${next}`]: (_q, res) => json(res, 200, [{ ...KILLED, id: 'b2' }]),
+    });
+    const first = await cli(['list', '--api', api.url]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(new RegExp(`^${ID}  failed`, "m"));
+    expect(first.stdout).not.toMatch(/^b2 /m);
+    expect(first.stdout.trimEnd().split('\n').at(-1)).toBe('(the newest 1; kvm-migrate list --all for every task)');
+    const every = await cli(['list', '--all', '--api', api.url]);
+    expect(every.stdout).toMatch(/^b2 +killed/m);
+    expect(every.stdout).not.toMatch(/--all for every task/);
+    expect(api.requests.map((r) => r.url)).toEqual(['/tasks', '/tasks', next]);
+    const raw = await cli(['list', '--all', '--json', '--api', api.url]);
+    expect((JSON.parse(raw.stdout) as { id: string }[]).map((t) => t.id)).toEqual([ID, 'b2']);
   });
 
   it('cancel: a task id is DELETE /tasks/:id, a VM name POST /vms/:name/migrate_cancel; refusals are exit 4', async () => {

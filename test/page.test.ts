@@ -33,7 +33,7 @@ describe('page assets', () => {
     for (const path of ['/ui/nope.js', '/ui/vendor/nope.js']) {
       const res = await fetch(`${svc.url}${path}`);
       expect(res.status, path).toBe(404);
-      const body = await res.json();
+      const body = (await res.json()) as { code: string; reason: string };
       expect(body.code).toBe('KMIG0008E');
       // Where the files live on this server is nobody's business.
       expect(body.reason).not.toMatch(/public|node_modules|ENOENT/);
