@@ -26,7 +26,7 @@ export function createDetail() {
     const { status, body } = await call('GET', `/tasks/${encodeURIComponent(task.id)}/series`);
     if (ticket !== loading) return;
     // Without a stored series (not sampled yet, or gone) the points seen live stay.
-    if (status === 200 && Array.isArray(body?.points)) points = body.points.map(normalise).filter(Boolean);
+    if (status === 200 && Array.isArray(body?.points)) points = fromSeries(body.points);
     else if (shownBefore !== task.id) points = [];
     shownBefore = task.id;
     draw();
@@ -38,8 +38,9 @@ export function createDetail() {
     render(task);
     const p = task.progress;
     if (task.status === 'running' && task.stage === 'migrate' && p?.dataRemaining !== undefined) {
-      const pt = normalise({ t: Date.now(), dataRemaining: p.dataRemaining, memoryBps: p.memoryBps });
-      if (pt && (!points.length || pt.t > points.at(-1).t)) {
+      // libvirt's own elapsed time: the same clock as the stored points, whatever the browser's says.
+      const pt = normalise({ elapsedMs: p.elapsedMs, dataRemaining: p.dataRemaining, memoryBps: p.memoryBps });
+      if (pt && (!points.length || pt.x > points.at(-1).x)) {
         points.push(pt);
         draw();
       }
@@ -67,8 +68,7 @@ export function createDetail() {
   }
 
   function draw() {
-    const t0 = points[0]?.t ?? 0;
-    const data = [points.map((p) => (p.t - t0) / 1000), points.map((p) => p.remaining), points.map((p) => p.rate)];
+    const data = [points.map((p) => p.x), points.map((p) => p.remaining), points.map((p) => p.rate)];
     if (plot) {
       plot.setData(data);
       return;
@@ -94,11 +94,25 @@ export function createDetail() {
   return { show, update };
 }
 
-/** Series points in MiB and MiB/s over epoch milliseconds. */
-function normalise(p) {
-  const t = typeof p.t === 'number' ? p.t : typeof p.at === 'string' ? Date.parse(p.at) : NaN;
-  if (!Number.isFinite(t)) return null;
-  return { t, remaining: p.dataRemaining === undefined ? null : p.dataRemaining / 1048576, rate: p.memoryBps === undefined ? null : p.memoryBps / 1048576 };
+/**
+ * A point in seconds since the copy started (libvirt's elapsed time), MiB and
+ * MiB/s; null without a time to place it at.
+ */
+function normalise(p, fallbackMs) {
+  const ms = typeof p.elapsedMs === 'number' ? p.elapsedMs : fallbackMs;
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) return null;
+  return { x: ms / 1000, remaining: p.dataRemaining === undefined ? null : p.dataRemaining / 1048576, rate: p.memoryBps === undefined ? null : p.memoryBps / 1048576 };
+}
+
+/** Stored points; one without libvirt's elapsed time is placed by the worker's clock (t) instead. */
+function fromSeries(raw) {
+  const t0 = raw.find((p) => typeof p.t === 'number')?.t ?? 0;
+  const out = [];
+  for (const p of raw) {
+    const pt = normalise(p, typeof p.t === 'number' ? p.t - t0 : undefined);
+    if (pt && (!out.length || pt.x > out.at(-1).x)) out.push(pt);
+  }
+  return out;
 }
 
 function bandwidthOf(t) {

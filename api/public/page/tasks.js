@@ -6,6 +6,8 @@ const TERMINAL = new Set(['finished', 'failed', 'killed']);
 /** Streams the page keeps open at once; the API bounds them per client too. */
 const MAX_STREAMS = 8;
 const REFRESH_MS = 5000;
+/** Running tasks beyond the first page refreshed by id per round. */
+const MAX_REFRESH = 20;
 const PAGE = 25;
 
 export function createTaskList({ onSelect, onUpdate, canWrite }) {
@@ -129,8 +131,18 @@ export function createTaskList({ onSelect, onUpdate, canWrite }) {
     more.hidden = !next;
   });
   filter.addEventListener('change', () => void reload().catch((e) => showError(e.message)));
-  // New tasks from other clients, and running ones without a stream of their own.
-  setInterval(() => void load(firstPage()).catch(() => undefined), REFRESH_MS);
+  // New tasks from other clients; then running ones the first page did not bring and that
+  // have no stream of their own (loaded with "Older migrations"), one by one, a few a round.
+  async function refresh() {
+    const seen = new Set((await call('GET', firstPage()).then(({ status, body: list }) => {
+      if (status !== 200) return [];
+      for (const t of list) update(t);
+      return list.map((t) => t.id);
+    })));
+    const stale = [...tasks.values()].filter((t) => !TERMINAL.has(t.status) && !streams.has(t.id) && !seen.has(t.id)).slice(0, MAX_REFRESH);
+    await Promise.all(stale.map((t) => call('GET', `/tasks/${encodeURIComponent(t.id)}`).then(({ status, body: fresh }) => status === 200 && update(fresh))));
+  }
+  setInterval(() => void refresh().catch(() => undefined), REFRESH_MS);
 
   return { reload, update, select, get: (id) => tasks.get(id) };
 }
