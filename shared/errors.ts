@@ -39,6 +39,7 @@ export const Catalogue = {
   IDEMPOTENCY_IN_FLIGHT: def('KMIG0024E', 409, false, () => 'A request with this Idempotency-Key is still being processed; retry in a moment'),
   UNSUPPORTED_MEDIA_TYPE: def('KMIG0025E', 415, false, (p) => `The body must be JSON sent with Content-Type: application/json, not ${p.type}`),
   CROSS_SITE: def('KMIG0026E', 403, false, (p) => `Requests that change something are refused from ${p.origin}: ${p.why ?? 'it is not in api.cors_origins'}`),
+  DASHBOARD_REFUSED: def('KMIG0029E', 403, false, (p) => `The queue dashboard does not allow this: ${p.what}; ${p.instead}`),
   TOO_MANY_STREAMS: def('KMIG0028E', 429, false, (p) => `${p.who} already has ${p.limit} event streams open; close one, or poll GET /tasks/:id`),
   AUTH_FAILURES: def('KMIG0027E', 429, false, (p) => `Too many failed authentications from this address (more than ${p.limit} a minute); retry in ${p.retry} s`),
   NOT_A_PEER: def('KMIG0040E', 422, false, (p) => `${p.host} is not a known peer, and federation.require_peer is on; known peers: ${p.peers}`),
@@ -67,6 +68,7 @@ export const Catalogue = {
   CANCELLED: def('KMIG0204E', 409, false, (p) => `Migration of ${p.name} was cancelled`),
   FINISH_FAILED: def('KMIG0205E', 500, false, (p) => `Migration of ${p.name} could not be verified on the destination: ${p.detail}`),
   SLOT_WAIT_TIMEOUT: def('KMIG0207E', 503, false, (p) => `Migration of ${p.name} waited ${p.seconds} s (limits.max_wait) for a migration slot and was given up; nothing was moved. Last reason: ${p.reason}`),
+  FOREIGN_JOB: def('KMIG0208E', 422, false, (p) => `The migration job for ${p.name} was refused without contacting libvirt: ${p.detail}. Workers run only jobs made by the API with their own libvirt.source_uri and libvirt.destination_uri_template; start it again with POST /vms/:name/migrate`),
   TRANSIENT: def('KMIG0206E', 503, true, (p) => `Transient fault, will retry: ${p.detail}`),
   INTERNAL: def('KMIG0299E', 500, false, (p) => `Internal error: ${p.detail}`),
 } as const;

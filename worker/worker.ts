@@ -12,6 +12,7 @@ import { redisSlots } from '../shared/limits.js';
 import { onceTtl, redisMetrics } from '../shared/metrics/store.js';
 import type { Hypervisor } from '../shared/libvirt/types.js';
 import type { MigrationProgress } from '../shared/task.js';
+import { refusal } from './admit.js';
 import type { ControlBus, JobControl } from './control.js';
 import type { Failpoint } from './failpoints.js';
 import { leaseMs } from './policy/limits.js';
@@ -66,6 +67,13 @@ export function createMigrationWorker(deps: WorkerDeps): Worker<MigrationJobData
   const worker = new Worker<MigrationJobData>(
     config.redis.queue,
     async (job, token, bullSignal) => {
+      // Before anything reads the job's data as a request: it may not be one (worker/admit.ts).
+      const refused = refusal(job.data, config.libvirt, deps.clock.now());
+      if (refused) {
+        log.error({ task: String(job.id), err: refused.error.reason }, 'refused a job the API did not make with this configuration; libvirt was not contacted');
+        await job.updateData({ ...job.data, checkpoint: refused.checkpoint });
+        throw new UnrecoverableError(refused.error.reason);
+      }
       // A job waiting for a slot is picked up every limits.wait_poll: not worth a line each time.
       const waiting = job.data.checkpoint?.slotWait !== undefined;
       const jlog = tagged(log, { task: String(job.id), vm: job.data.request.vm });
