@@ -3,7 +3,8 @@
  * registry per API process holds that process's own default metrics and the
  * migration metrics, which the workers record in Redis (shared/metrics/):
  * they are read at scrape time, so every API replica answers the same
- * numbers. BullMQ's own exposition of the queue is appended.
+ * numbers. The queue's job counts and totals are appended, in the series
+ * BullMQ's exportPrometheusMetrics gives (see `queueExposition`).
  *
  * A scrape is bounded: when Redis does not answer within SCRAPE_REDIS_MS,
  * the answer is still 200, with the process metrics,
@@ -19,8 +20,41 @@ import { withTimeout } from '../shared/timeout.js';
 export interface MetricsSources {
   /** The migration metrics the workers recorded, by Redis field. */
   read(): Promise<Map<string, number>>;
-  /** BullMQ's exposition of the queue: job counts by state, completed and failed totals. */
+  /** The queue's exposition: job counts by state, completed and failed totals. */
   queue(): Promise<string>;
+}
+
+/** The parts of a BullMQ Queue `queueExposition` reads. */
+export interface QueueReader {
+  readonly name: string;
+  getJobCounts(): Promise<Record<string, number>>;
+  getMetrics(type: 'completed' | 'failed', start?: number, end?: number): Promise<{ meta: { count: number } }>;
+}
+
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+/**
+ * The same text as BullMQ's queue.exportPrometheusMetrics() (names, labels,
+ * help, order), so dashboards and alerts on bullmq_* keep working. BullMQ's
+ * reads the whole per-minute lists of completed and failed jobs (a week of
+ * points each, with the workers' metrics on) to use only their totals; this
+ * asks for the newest point alone: a scrape costs the same whatever the age
+ * of the queue.
+ */
+export async function queueExposition(queue: QueueReader): Promise<string> {
+  const [counts, completed, failed] = await Promise.all([queue.getJobCounts(), queue.getMetrics('completed', 0, 0), queue.getMetrics('failed', 0, 0)]);
+  const q = escapeLabel(queue.name);
+  return [
+    '# HELP bullmq_job_count Number of jobs in the queue by state',
+    '# TYPE bullmq_job_count gauge',
+    ...Object.entries(counts).map(([state, n]) => `bullmq_job_count{queue="${q}", state="${state}"} ${n}`),
+    '# HELP bullmq_job_completed_total Total number of completed jobs',
+    '# TYPE bullmq_job_completed_total counter',
+    `bullmq_job_completed_total{queue="${q}"} ${completed.meta.count}`,
+    '# HELP bullmq_job_failed_total Total number of failed jobs',
+    '# TYPE bullmq_job_failed_total counter',
+    `bullmq_job_failed_total{queue="${q}"} ${failed.meta.count}`,
+  ].join('\n');
 }
 
 export interface MetricsEndpoint {

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { destinationUri, splitPeer } from '../shared/config.js';
+import { redactUri } from '../shared/redact.js';
 import type { FoundService } from '../shared/slp/agent.js';
 
 /** What discovery gives: the SLP user agent's answers. */
@@ -99,7 +100,8 @@ export function mergePeers(input: MergeInput): Peer[] {
     host,
     port,
     url: kimchiUrl(host, port),
-    libvirt_uri: destinationUri(input.uriTemplate, host),
+    // Shown to viewers (GET /peers?verbose): a template's credentials stay out, as in tasks.
+    libvirt_uri: redactUri(destinationUri(input.uriTemplate, host)),
     lifetime: null,
     last_seen: null,
     addresses: [],

@@ -8,7 +8,7 @@ import { apiRedis, createQueue, logOutages } from '../shared/queue.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import { createApp } from './app.js';
 import { createIdempotency } from './idempotency.js';
-import { createMetricsEndpoint } from './metrics.js';
+import { createMetricsEndpoint, queueExposition } from './metrics.js';
 import { redisMetrics, onceTtl } from '../shared/metrics/store.js';
 import { createSessionStore } from './session.js';
 import { advertisedHost, advertisedPort, PeerDirectory, slpAdvertiser, slpDiscover, type Advertiser, type Discover } from './peers.js';
@@ -56,7 +56,7 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
     workers: () => queue.getWorkersCount(),
   };
   const stored = redisMetrics(redis, config.redis.prefix, onceTtl(config));
-  const metrics = createMetricsEndpoint({ read: () => stored.read(), queue: () => queue.exportPrometheusMetrics() });
+  const metrics = createMetricsEndpoint({ read: () => stored.read(), queue: () => queueExposition(queue) });
   const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes, sessions, queue, metrics });
   return {
     app,

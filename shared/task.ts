@@ -2,9 +2,15 @@
  * A job as clients see it: Kimchi's task JSON (id, status, message,
  * target_uri) extended with stage, hosts, timestamps, progress and history.
  * Pure: it takes a snapshot of the job and returns the task.
+ *
+ * Every client (viewers included) reads tasks, so libvirt URIs leave here
+ * redacted, wherever they appear: the source and destination URIs, the
+ * message, the error and the history (a libvirt error or a stage's detail
+ * quotes the URI it used). The job data keeps the real ones for workers.
  */
 import type { ErrorJSON } from './errors.js';
 import type { HistoryEntry, MigrationJobData } from './job.js';
+import { redactDeep, redactText, redactUri } from './redact.js';
 
 export type TaskStatus = 'running' | 'finished' | 'failed' | 'killed';
 
@@ -144,6 +150,12 @@ function policyOf(data: MigrationJobData): TaskPolicy {
   };
 }
 
+function redactError(e: ErrorJSON): ErrorJSON {
+  return { ...e, reason: redactText(e.reason), ...(e.details ? { details: redactDeep(e.details) as Record<string, unknown> } : {}) };
+}
+
+const redactHistory = (h: HistoryEntry[]): HistoryEntry[] => h.map((e) => (e.detail === undefined ? e : { ...e, detail: redactText(e.detail) }));
+
 export function toTask(job: JobSnapshot): Task {
   const { request, checkpoint } = job.data;
   // A failure the runner did not record (e.g. BullMQ gave up on a job that stalled too often) still gets a code.
@@ -158,12 +170,12 @@ export function toTask(job: JobSnapshot): Task {
   return {
     id: job.id,
     status,
-    message,
+    message: redactText(message),
     target_uri: `/vms/${encodeURIComponent(request.vm)}`,
     stage,
     vm: request.vm,
-    source: { uri: request.sourceUri },
-    destination: { host: request.remoteHost, uri: request.destinationUri },
+    source: { uri: redactUri(request.sourceUri) },
+    destination: { host: request.remoteHost, uri: redactUri(request.destinationUri) },
     queue_state: job.state,
     attempts: job.attemptsMade,
     created_at: iso(job.timestamp) ?? request.requestedAt,
@@ -171,7 +183,7 @@ export function toTask(job: JobSnapshot): Task {
     finished_at: status === 'running' ? null : iso(job.finishedOn),
     progress,
     policy: policyOf(job.data),
-    error: status === 'running' ? null : (error ?? null),
-    history: checkpoint?.history ?? [],
+    error: status === 'running' || !error ? null : redactError(error),
+    history: redactHistory(checkpoint?.history ?? []),
   };
 }

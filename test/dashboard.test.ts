@@ -12,7 +12,8 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobLabel, redactDeep, redactText, redactUri } from '../api/dashboard.js';
+import { jobLabel } from '../api/dashboard.js';
+import { redactDeep, redactText, redactUri } from '../shared/redact.js';
 import { startInProc, type InProc } from './helpers/inproc.js';
 import { api, TOKENS } from './helpers/service.js';
 

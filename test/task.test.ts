@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { migrationError } from '../shared/errors.js';
 import type { MigrationJobData } from '../shared/job.js';
 import { taskStatus, toTask, type JobSnapshot } from '../shared/task.js';
+import * as R from '../api/response-schemas.js';
 
 const data: MigrationJobData = {
   request: {
@@ -67,5 +68,68 @@ describe('task JSON', () => {
   });
   it('escapes the VM name in target_uri', () => {
     expect(toTask(snap({ data: { ...data, request: { ...data.request, vm: 'a b/c' } } })).target_uri).toBe('/vms/a%20b%2Fc');
+  });
+});
+
+describe('URIs in task JSON', () => {
+  const SRC = 'qemu+ssh://admin:s3cret@src.example/system?keyfile=/root/.ssh/id_src';
+  const DST = 'qemu+ssh://root:hunter2@host2:2222/system?keyfile=/etc/kvm-migrate/secret-key&no_verify=1';
+  const SECRETS = ['s3cret', 'admin', 'id_src', 'hunter2', 'root', 'secret-key', 'no_verify=1'];
+  const withCredentials: MigrationJobData = {
+    request: { ...data.request, vm: 'lab-disk', remoteHost: 'host2', sourceUri: SRC, destinationUri: DST },
+    checkpoint: {
+      step: 'connect',
+      results: {},
+      history: [
+        { at: '2026-01-01T00:00:01.000Z', stage: 'queue', event: 'queued' },
+        { at: '2026-01-01T00:00:02.000Z', stage: 'connect', event: 'done', detail: `destination ${DST} connected; persistent guest` },
+        { at: '2026-01-01T00:00:03.000Z', stage: 'migrate', event: 'step', detail: `libvirt migration to ${DST} started` },
+      ],
+      error: migrationError('DEST_UNREACHABLE', { uri: DST, detail: `no route from ${SRC}` }, { stage: 'connect', uri: DST }).toJSON(),
+    },
+  };
+  const expectClean = (t: unknown) => {
+    const json = JSON.stringify(t);
+    for (const s of SECRETS) expect(json, s).not.toContain(s);
+  };
+
+  it.each([
+    ['failed, with the URI in the error and the history', snap({ state: 'failed', data: withCredentials })],
+    ['running', snap({ state: 'active', data: { ...withCredentials, checkpoint: { ...withCredentials.checkpoint!, error: undefined } } })],
+    ['failed by BullMQ with the URI in its reason', snap({ state: 'failed', failedReason: `connect to ${DST} timed out`, data: { ...withCredentials, checkpoint: { step: 'migrate', results: {}, history: [] } } })],
+    ['waiting for a slot named by URI', snap({ state: 'delayed', data: { ...withCredentials, checkpoint: { step: 'connect', results: {}, history: [], slotWait: { reason: `${SRC} already has 2 outgoing migrations (limit 2)`, since: '2026-01-01T00:00:01.000Z' } } } })],
+  ])('carry no user, password or query value (%s)', (_what, s) => {
+    const t = toTask(s);
+    expectClean(t);
+    expect(t.source.uri).toBe('qemu+ssh://[redacted]@src.example/system?keyfile=[redacted]');
+    expect(t.destination).toEqual({ host: 'host2', uri: 'qemu+ssh://[redacted]@host2:2222/system?keyfile=[redacted]&no_verify=[redacted]' });
+    expect(t.target_uri).toBe('/vms/lab-disk');
+    // The snapshot (the job data workers run from) keeps the real URIs.
+    expect(s.data.request.destinationUri).toBe(DST);
+    expect(s.data.request.sourceUri).toBe(SRC);
+  });
+
+  it('keeps what the error and the history say around the URI', () => {
+    const t = toTask(snap({ state: 'failed', data: withCredentials }));
+    expect(t.error).toMatchObject({ code: 'KCHVM0090E', key: 'DEST_UNREACHABLE' });
+    expect(t.error!.reason).toMatch(/^KCHVM0090E: Cannot connect to the remote libvirt at qemu\+ssh:\/\/\[redacted\]@host2:2222\/system\?keyfile=\[redacted\]&no_verify=\[redacted\] no route from qemu\+ssh:\/\/\[redacted\]@src\.example\//);
+    expect(t.message).toBe(t.error!.reason);
+    expect(t.error!.details).toEqual({ stage: 'connect', uri: 'qemu+ssh://[redacted]@host2:2222/system?keyfile=[redacted]&no_verify=[redacted]' });
+    expect(t.history.map((h) => h.detail)).toEqual([
+      undefined,
+      'destination qemu+ssh://[redacted]@host2:2222/system?keyfile=[redacted]&no_verify=[redacted] connected; persistent guest',
+      'libvirt migration to qemu+ssh://[redacted]@host2:2222/system?keyfile=[redacted]&no_verify=[redacted] started',
+    ]);
+    expect(withCredentials.checkpoint!.history[1]!.detail).toContain('hunter2');
+  });
+
+  it('leaves URIs without credentials as they are', () => {
+    const t = toTask(snap({}));
+    expect(t.source.uri).toBe('qemu+tcp://127.0.0.11/system');
+    expect(t.destination.uri).toBe('qemu+tcp://127.0.0.12/system');
+  });
+
+  it('still fits the Task schema', () => {
+    expect(() => R.Task.parse(toTask(snap({ state: 'failed', data: withCredentials })))).not.toThrow();
   });
 });
