@@ -13,6 +13,7 @@ import type { ApiDeps } from './app.js';
 import { fingerprint, validateIdempotencyKey } from './idempotency.js';
 import { findPeer, peerHosts } from './peer-policy.js';
 import { validateMigrateBody, validateVmName, type MigrateBody } from './validate.js';
+import { redactDeep, redactUri } from '../shared/redact.js';
 import { withTimeout } from '../shared/timeout.js';
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -88,13 +89,14 @@ export function addMigrateRoute(app: Express, deps: ApiDeps): void {
             destinationUri: request.destinationUri,
             connectTimeoutMs: config.libvirt.connect_timeout,
           });
-          const checks = report.results;
+          // Check reasons quote the destination URI: shown, like tasks, without its credentials.
+          const checks = redactDeep(report.results) as typeof report.results;
           if (report.ok) {
-            res.status(200).json({ ready: true, vm: name, remote_host: body.remote_host, destination_uri: request.destinationUri, checks, peers: destinations });
+            res.status(200).json({ ready: true, vm: name, remote_host: body.remote_host, destination_uri: redactUri(request.destinationUri), checks, peers: destinations });
             return;
           }
           const e = migrationError('MIGRATION_BLOCKED', { name, host: body.remote_host, count: String(report.blockers.length) });
-          res.status(e.http).json({ code: e.code, reason: e.message, status: e.http, ready: false, blockers: report.blockers, checks, peers: destinations });
+          res.status(e.http).json({ code: e.code, reason: e.message, status: e.http, ready: false, blockers: redactDeep(report.blockers), checks, peers: destinations });
         } finally {
           domain.free();
         }

@@ -191,3 +191,19 @@ describe('tasks through the API', () => {
     expectClean(svc.logs.join('\n'), "the API's log");
   });
 });
+
+describe('the precheck through the API', () => {
+  it("shows the destination URI and the checks' reasons without the template's credentials", async () => {
+    // Nothing listens on 127.0.0.99: the reachability check fails at once and its reason quotes the URI.
+    const svc = await startInProc({ KVM_MIGRATE_LIBVIRT_DESTINATION_URI_TEMPLATE: 'qemu+tcp://root:hunter2@{host}/system?keyfile=/etc/kvm-migrate/secret-key&no_verify=1' });
+    try {
+      const r = await api(svc.url, 'POST', '/vms/test/migrate', { remote_host: '127.0.0.99', dry_run: true });
+      expect(r.status).toBe(422);
+      expect(r.body.blockers.map((b: { code: string }) => b.code)).toContain('KCHVM0090E');
+      expect(JSON.stringify(r.body)).toContain('qemu+tcp://[redacted]@127.0.0.99/system');
+      expectClean(JSON.stringify(r.body), 'the precheck answer');
+    } finally {
+      await svc.close();
+    }
+  });
+});
