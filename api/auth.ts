@@ -1,8 +1,9 @@
 /**
- * Authentication and roles. Every route but /health needs a bearer token
- * from config, or a browser session made from one (api/session.ts); tokens
- * are compared in constant time, and only the token's name (never the
- * token) is logged or shown.
+ * Authentication and roles. Every route but the public ones (/health,
+ * /healthz, /readyz, /openapi.json, the login page and the page's assets,
+ * logging in and out) needs a bearer token from config, or a browser
+ * session made from one (api/session.ts); tokens are compared in constant
+ * time, and only the token's name (never the token) is logged or shown.
  *
  * viewer: reads tasks and their events. operator: also migrates, cancels and
  * changes a running migration's limits. What needs which is decided by the
@@ -121,8 +122,9 @@ export interface Authenticator {
   /**
    * A token presented in a body (POST /session), checked exactly like a
    * bearer token and under the same failure brake. Throws the 401 or 429.
+   * undefined: the body carried none (api/schemas.ts SessionBody refused it).
    */
-  checkToken(req: Request, res: Response, token: unknown): Principal;
+  checkToken(req: Request, res: Response, token: string | undefined): Principal;
 }
 
 export function createAuthenticator(config: Config['auth'], brake: { failuresPerMinute: number; now: () => number }, sessions: SessionLookup | null = null): Authenticator {
@@ -142,9 +144,9 @@ export function createAuthenticator(config: Config['auth'], brake: { failuresPer
   };
   const toLogin = (req: Request, res: Response) => res.redirect(303, `/login?next=${encodeURIComponent(req.originalUrl)}`);
 
-  const checkToken = (req: Request, res: Response, token: unknown): Principal => {
+  const checkToken = (req: Request, res: Response, token: string | undefined): Principal => {
     if (!config.enabled) return { name: 'anonymous', role: 'operator' };
-    if (typeof token !== 'string' || token === '' || token.length > 512) throw refusal(req, res, 'send {"token": "<token>"}');
+    if (token === undefined) throw refusal(req, res, 'send {"token": "<token>"}');
     const who = lookup(token);
     if (!who) throw refusal(req, res, 'the token is not valid', 'invalid_token');
     return who;

@@ -3,7 +3,10 @@
  * authentication: it is mounted after the guards, so a viewer's write
  * through it is refused there (403 KMIG0021E) before bull-board sees it.
  * Two boards share the migrations Queue: viewers get the read-only one
- * (no retry, clean, promote or pause buttons), operators the full one.
+ * (no retry, clean, promote or pause buttons), operators one whose writes
+ * are limited to those that cannot go around the API's rules (pause,
+ * resume, promote, remove ended jobs: api/dashboard-guard.ts), checked
+ * before bull-board sees the request, as is the size of a page of jobs.
  *
  * What it shows is redacted (see `redactDeep`): job data, return values
  * and every answer of bull-board's API pass through it, so a libvirt or
@@ -18,6 +21,7 @@ import type { Queue } from 'bullmq';
 import type { Express, NextFunction, Request, Response } from 'express';
 import type { Role } from '../shared/config.js';
 import { redactDeep, redactText } from '../shared/redact.js';
+import { guardBoard } from './dashboard-guard.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
 /** A job's line on the board: which VM goes where, not just "migrate". */
@@ -30,6 +34,8 @@ function board(queue: Queue, readOnly: boolean): Express {
   const server = new ExpressAdapter().setBasePath(DASHBOARD_PATH);
   const adapter = new BullMQAdapter(queue, {
     readOnlyMode: readOnly,
+    // Refused by guardBoard anyway; this hides the retry buttons. bull-board has no switch for its other buttons.
+    allowRetries: false,
     description: readOnly ? 'Migrations (read-only: your role is viewer)' : 'Migrations',
   });
   adapter.setFormatter('data', (d) => redactDeep(d));
@@ -70,7 +76,7 @@ const THIRD_PARTY_FONTS = /<link[^>]*fonts\.googleapis\.com[^>]*>\s*/g;
 /** Mounts both boards; needs req.principal, so it goes after the guards. */
 export function addDashboard(app: Express, queue: Queue): void {
   const boards: Record<Role, Express> = { viewer: board(queue, true), operator: board(queue, false) };
-  app.use(DASHBOARD_PATH, (req: Request, res: Response, next: NextFunction) => {
+  app.use(DASHBOARD_PATH, guardBoard(queue), (req: Request, res: Response, next: NextFunction) => {
     const render = res.render.bind(res);
     res.render = ((view: string, options?: object) =>
       render(view, options ?? {}, (err: Error | null, html?: string) => (err ? next(err) : res.send((html ?? '').replace(THIRD_PARTY_FONTS, ''))))) as Response['render'];

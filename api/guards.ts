@@ -33,32 +33,46 @@ export function outerGuards(config: Config): RequestHandler[] {
  *
  * A session cookie rides along on whatever the browser sends, so a write
  * made with one must also show it comes from this API's own pages:
- * Sec-Fetch-Site: same-origin (which no page can forge), or, from a browser
- * too old to send that, an Origin equal to the API's. Without either (a
- * form on a sibling subdomain, an old browser, a proxy that strips both) it
- * is refused. Bearer clients (the CLI, curl) send neither and are not
- * affected. Returns what to name in the refusal, or null to let it pass.
+ * Sec-Fetch-Site: same-origin, or, from a browser too old to send that, an
+ * Origin equal to the API's. Without either (a form on a sibling subdomain,
+ * an old browser, a proxy that strips both) it is refused. Bearer clients
+ * (the CLI, curl) send neither and are not affected. Returns what to name in
+ * the refusal, or null to let it pass.
+ *
+ * Sec-Fetch-Site: same-origin settles it before any Origin comparison: the
+ * browser computes it from the address it used, and no page can set it.
+ * The API's own origin as the request shows it (`own`: the scheme it was
+ * reached over and Host) is not what the browser used behind a
+ * TLS-terminating proxy (https there, http here), so for browsers without
+ * Sec-Fetch-Site `publicOrigin` (api.public_origin) is the API's too.
  */
-export function crossSiteRefusal(r: { method: string; origin: string | undefined; own: string; fetchSite: string | undefined; allowed: ReadonlySet<string>; viaSession: boolean }): { origin: string; why?: string } | null {
+export function crossSiteRefusal(r: { method: string; origin: string | undefined; own: string; publicOrigin?: string; fetchSite: string | undefined; allowed: ReadonlySet<string>; viaSession: boolean }): { origin: string; why?: string } | null {
   if (READS.has(r.method)) return null;
-  const foreign = r.origin !== undefined && r.origin !== r.own && !r.allowed.has(r.origin);
+  if (r.fetchSite === 'same-origin') return null;
+  const ours = (o: string) => o === r.own || (r.publicOrigin !== undefined && r.publicOrigin !== '' && o === r.publicOrigin);
+  const foreign = r.origin !== undefined && !ours(r.origin) && !r.allowed.has(r.origin);
   const crossSite = r.fetchSite === 'cross-site' && !(r.origin && r.allowed.has(r.origin));
   if (foreign || crossSite) return { origin: r.origin ?? 'a cross-site page' };
   if (!r.viaSession) return null;
   const why = "a session cookie changes something only from this API's own pages";
-  if (r.fetchSite !== undefined) return r.fetchSite === 'same-origin' ? null : { origin: `a ${r.fetchSite} page`, why };
-  if (r.origin === r.own) return null;
+  if (r.fetchSite !== undefined) return { origin: `a ${r.fetchSite} page`, why };
+  if (r.origin !== undefined && ours(r.origin)) return null;
   return { origin: r.origin ?? 'a request with a session cookie but neither Origin nor Sec-Fetch-Site', why };
 }
 
+/** api.public_origin as browsers serialize an Origin: lower case, no default port. */
+export const publicOrigin = (configured: string): string => (configured === '' ? '' : new URL(configured).origin);
+
 export function refuseCrossSite(config: Config): RequestHandler {
   const allowed = new Set(config.api.cors_origins);
+  const pub = publicOrigin(config.api.public_origin);
   return (req: Request, _res: Response, next: NextFunction) => {
     const fetchSite = req.headers['sec-fetch-site'];
     const refused = crossSiteRefusal({
       method: req.method,
       origin: req.headers.origin,
       own: `${req.protocol}://${req.headers.host ?? ''}`,
+      publicOrigin: pub,
       fetchSite: typeof fetchSite === 'string' ? fetchSite : undefined,
       allowed,
       viaSession: req.authVia === 'session',

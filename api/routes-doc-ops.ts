@@ -126,7 +126,7 @@ export const OPS_ROUTES: RouteDoc[] = [
     mount: '/admin/queues',
     tag: 'page',
     summary: 'The queue dashboard (bull-board)',
-    description: "BullMQ's own view of the migrations queue: jobs by state, their data (credentials and secret-named fields redacted), logs and failures. Viewers get a read-only board; operators may also retry, promote, clean and pause, and any write through it from a viewer is refused (403 KMIG0021E). Behind the API's authentication like every route.",
+    description: "BullMQ's own view of the migrations queue: jobs by state, their data (credentials and secret-named fields redacted), logs and failures. Viewers get a read-only board, and any write through it from a viewer is refused (403 KMIG0021E). Operators may also pause and resume the queue, promote delayed jobs and remove completed or failed ones; every other write through the board's own API (adding, retrying or editing a job, removing a queued or running one, emptying the queue, its limits) is refused with 403 KMIG0029E, as it would go around this API's checks: use POST /vms/:name/migrate and DELETE /tasks/:id. A page of jobs holds at most 100. Behind the API's authentication like every route.",
     access: 'viewer',
     responses: { 200: { description: 'The dashboard page.', contentType: 'text/html', schema: R.Html }, 303: toLogin },
     errors: [],

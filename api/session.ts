@@ -20,6 +20,7 @@ import type { Config, Role } from '../shared/config.js';
 import type { Clock, Logger } from '../worker/stages/stage.js';
 import { isSessionId, SESSION_COOKIE, tokenTag, type Authenticator, type Principal, type SessionLookup } from './auth.js';
 import { jsonBody, jsonOnly, refuseCrossSite } from './guards.js';
+import { SessionBody } from './schemas.js';
 
 export interface SessionRecord {
   name: string;
@@ -111,7 +112,9 @@ export function addLoginRoutes(app: Express, deps: SessionDeps): void {
   app.get('/login.css', file('login.css'));
 
   app.post('/session', refuseCrossSite(config), jsonOnly, jsonBody(), async (req: Request, res: Response) => {
-    const token = (req.body as { token?: unknown } | undefined)?.token;
+    // The schema the API description shows; a body it refuses is a login without a token (401, counted by the brake).
+    const parsed = SessionBody.safeParse(req.body);
+    const token = parsed.success ? parsed.data.token : undefined;
     const who = deps.auth.checkToken(req, res, token);
     res.setHeader('cache-control', 'no-store');
     // With authentication off everyone is an operator already: there is nothing to remember.
@@ -119,7 +122,7 @@ export function addLoginRoutes(app: Express, deps: SessionDeps): void {
       res.status(201).json({ ...who, expires_at: null });
       return;
     }
-    const { id, record } = await sessions.create(who, tokenTag(token as string), deps.clock.now());
+    const { id, record } = await sessions.create(who, tokenTag(token ?? ''), deps.clock.now());
     res.cookie(SESSION_COOKIE, id, { ...cookieOptions(config.auth, req), maxAge: config.auth.session_ttl * 1000 });
     deps.log.info({ by: who.name, role: who.role, expires_at: record.expires_at }, 'browser session opened');
     res.status(201).json(record);

@@ -211,10 +211,18 @@ export const schema = {
       default: 24 * 3600,
       env: 'KVM_MIGRATE_API_IDEMPOTENCY_TTL',
     },
+    public_origin: {
+      doc: "The origin browsers use to reach the API, e.g. https://migrate.example.com behind a TLS-terminating proxy. A write from a browser session is accepted when its Origin is this (or the origin the request itself names: its Host over the scheme the API sees), for browsers that send no Sec-Fetch-Site. Empty: only the request's own.",
+      format: (v: unknown) => {
+        if (v !== '' && (typeof v !== 'string' || !/^https?:\/\/[^/\s]+$/.test(v))) throw new Error('must be empty or an origin such as https://migrate.example.com (scheme and host, an optional port, no path)');
+      },
+      default: '',
+      env: 'KVM_MIGRATE_API_PUBLIC_ORIGIN',
+    },
   },
   auth: {
     enabled: {
-      doc: 'Require a bearer token on every route but /health. Turn off only on a trusted, single-user host: everyone is then an operator.',
+      doc: 'Require authentication (a bearer token, or a browser session made from one with POST /session) on every route but the public ones: /health, /healthz, /readyz, /openapi.json, the login page and its files, the page assets under /ui/, POST and DELETE /session. Without it an API client gets 401; a browser opening / or /admin/queues is sent to /login. Turn off only on a trusted, single-user host: everyone is then an operator.',
       format: Boolean,
       default: true,
       env: 'KVM_MIGRATE_AUTH_ENABLED',
@@ -342,7 +350,7 @@ export interface Config {
     lookup_timeout: number;
     keep_source_definition: boolean;
   };
-  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; streams_per_client: number; idempotency_ttl: number };
+  api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; streams_per_client: number; idempotency_ttl: number; public_origin: string };
   auth: { enabled: boolean; tokens: TokenConfig[]; session_ttl: number; cookie_secure: 'auto' | 'always' | 'never' };
   worker: { concurrency: number; progress_interval: number; lock_duration: number; stalled_interval: number };
   stages: { check_deadline: number; connect_deadline: number; prepare_deadline: number; recover_deadline: number; finish_deadline: number };

@@ -185,7 +185,8 @@ describe('a viewer', () => {
 describe('an operator', () => {
   it('gets the full board and may pause, resume and remove, with a token or from the page with a session', async () => {
     const res = await api(svc.url, 'GET', board('/api/queues'), undefined, { token: TOKENS.operator });
-    expect(res.body.queues[0]).toMatchObject({ name: 'migrations', readOnlyMode: false, allowRetries: true });
+    // Retries are refused (api/dashboard-guard.ts), so the board shows no retry button either.
+    expect(res.body.queues[0]).toMatchObject({ name: 'migrations', readOnlyMode: false, allowRetries: false });
     for (const s of SECRETS) expect(JSON.stringify(res.body), s).not.toContain(s);
 
     expect((await api(svc.url, 'PUT', board('/api/queues/migrations/pause'))).status).toBe(200);
@@ -203,6 +204,102 @@ describe('an operator', () => {
     const page = await api(svc.url, 'PUT', board(`/api/queues/migrations/${failedId}/clean`), undefined, { token: null, headers: { cookie, origin: svc.url, 'sec-fetch-site': 'same-origin' } });
     expect(page.status).toBe(204);
     expect(await queue.getJob(failedId)).toBeUndefined();
+  });
+});
+
+describe("an operator's board", () => {
+  const asOperator = { token: TOKENS.operator };
+  const refused = async (method: string, path: string, body?: unknown, opts: Parameters<typeof api>[4] = asOperator) => {
+    const res = await api(svc.url, method, board(path), body, opts);
+    expect(res.status, `${method} ${path}`).toBe(403);
+    expect(res.body.code, `${method} ${path}`).toBe('KMIG0029E');
+    return res.body.reason as string;
+  };
+
+  it('refuses every write that goes around the API, with a token or a session, and the queue is unchanged', async () => {
+    // A job a worker is running (taken with a lock, as a worker takes it) and a failed one; lifo puts each ahead of the waiting task.
+    const worker = new Worker(svc.config.redis.queue, null, { connection: conn, prefix: svc.prefix, autorun: false });
+    await queue.add('migrate', { request: { vm: 'lab-tiny', remoteHost: 'host2' } }, { jobId: 'failed-2', attempts: 1, lifo: true });
+    const failed2 = await worker.getNextJob('test-lock');
+    expect(failed2?.id).toBe('failed-2');
+    await failed2!.moveToFailed(new Error('gone'), 'test-lock', false);
+    await queue.add('migrate', { request: { vm: 'lab-dirty', remoteHost: 'host2' } }, { jobId: 'active-1', lifo: true });
+    expect((await worker.getNextJob('test-lock'))?.id).toBe('active-1');
+    await worker.close();
+    const login = await fetch(`${svc.url}/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: TOKENS.operator }) });
+    const fromPage = { token: null, headers: { cookie: login.headers.getSetCookie()[0]!.split(';')[0]!, origin: svc.url, 'sec-fetch-site': 'same-origin' } };
+    const ext = { request: { vm: 'lab-tiny', remoteHost: 'x', sourceUri: 'test:///default', destinationUri: 'qemu+ext:///system?command=/usr/bin/id' } };
+    const writes: [string, string, unknown?][] = [
+      ['POST', '/api/queues/migrations/add', { name: 'migrate', data: ext }],
+      ['PATCH', `/api/queues/migrations/${taskId}/update-data`, { jobData: { ...ext, checkpoint: { step: 'migrate', results: {}, history: [] } } }],
+      ['PATCH', `/api/queues/migrations/${taskId}/delay`, { runAt: Date.now() + 60_000 }],
+      ['PATCH', `/api/queues/migrations/${taskId}/priority`, { priority: 1 }],
+      ['PUT', '/api/queues/migrations/empty'],
+      ['PUT', '/api/queues/migrations/obliterate', { force: true }],
+      ['PUT', '/api/queues/migrations/active-1/clean'],
+      ['PUT', `/api/queues/migrations/${taskId}/clean`],
+      ['PUT', '/api/queues/migrations/no-such-job/clean'],
+      ['PUT', '/api/queues/migrations/clean/active'],
+      ['PUT', '/api/queues/migrations/clean/wait'],
+      ['PUT', '/api/queues/migrations/clean/delayed'],
+      ['PUT', '/api/queues/migrations/failed-2/retry'],
+      ['PUT', '/api/queues/migrations/retry/failed'],
+      ['PUT', '/api/queues/migrations/concurrency', { concurrency: 100 }],
+      ['PUT', '/api/queues/migrations/rate-limit', { max: 1, duration: 60_000 }],
+      ['PUT', '/api/queues/migrations/job-schedulers/x/run'],
+      ['PUT', '/API/queues/migrations/ADD'],
+      ['PUT', '/api/queues/migrations/pause/'],
+    ];
+    // The queue's keys: the API's own background work (the task index) may write elsewhere meanwhile.
+    const queueKeys = async () => Object.fromEntries(Object.entries(await svc.snapshot()).filter(([k]) => k.startsWith(`${svc.prefix}:${svc.config.redis.queue}:`)));
+    const before = await queueKeys();
+    expect(Object.keys(before).length).toBeGreaterThan(5);
+    for (const [method, path, body] of writes) for (const opts of [asOperator, fromPage]) await refused(method, path, body, opts);
+    expect(await queueKeys()).toEqual(before);
+    expect(await refused('POST', '/api/queues/migrations/add', { name: 'migrate', data: ext })).toMatch(/adding a job; start a migration with POST \/vms\/:name\/migrate/);
+    expect(await refused('PUT', '/api/queues/migrations/active-1/clean')).toMatch(/removing a job that is active; cancel a queued or running migration with DELETE \/tasks\/:id/);
+    expect(await queue.getJobState('active-1')).toBe('active');
+    expect(await queue.getJobState(taskId)).toBe('waiting');
+    expect(await queue.getJobState('failed-2')).toBe('failed');
+    expect(await queue.count()).toBe(1);
+  });
+
+  it('still promotes delayed jobs (one or all) and removes failed ones', async () => {
+    await queue.add('migrate', { request: { vm: 'lab-disk', remoteHost: 'host2' } }, { jobId: 'delayed-1', delay: 3_600_000 });
+    expect((await api(svc.url, 'PUT', board('/api/queues/migrations/delayed-1/promote'))).status).toBe(204);
+    expect(await queue.getJobState('delayed-1')).toBe('waiting');
+    await queue.remove('delayed-1');
+    await queue.add('migrate', { request: { vm: 'lab-disk', remoteHost: 'host2' } }, { jobId: 'delayed-2', delay: 3_600_000 });
+    expect((await api(svc.url, 'PUT', board('/api/queues/migrations/promote'))).status).toBe(200);
+    expect(await queue.getJobState('delayed-2')).toBe('waiting');
+    await queue.remove('delayed-2');
+    // bull-board removes only jobs that ended more than 5 s ago this way; here it must not touch the others.
+    expect((await api(svc.url, 'PUT', board('/api/queues/migrations/clean/completed'))).status).toBe(200);
+    expect((await api(svc.url, 'PUT', board('/api/queues/migrations/clean/failed'))).status).toBe(200);
+    expect((await api(svc.url, 'PUT', board('/api/queues/migrations/failed-2/clean'))).status).toBe(204);
+    expect(await queue.getJob('failed-2')).toBeUndefined();
+    expect(await queue.getJobState('active-1')).toBe('active');
+    expect(await queue.getJobState(taskId)).toBe('waiting');
+  });
+});
+
+describe('pages of jobs', () => {
+  it('hold at most 100 jobs whatever jobsPerPage asks, and a page number is bounded', async () => {
+    const bulk = await queue.addBulk(Array.from({ length: 150 }, (_, i) => ({ name: 'bulk', data: { request: { vm: `bulk-${i}`, remoteHost: 'host2' } } })));
+    try {
+      const page = async (q: string) => {
+        const res = await api(svc.url, 'GET', board(`/api/queues?activeQueue=migrations&status=waiting&${q}`), undefined, asViewer);
+        expect(res.status, q).toBe(200);
+        return res.body.queues[0] as { jobs: unknown[]; pagination: { pageCount: number } };
+      };
+      expect((await page('jobsPerPage=20000')).jobs).toHaveLength(100);
+      expect((await page('jobsPerPage=1e9&jobsPerPage=5')).jobs).toHaveLength(100);
+      expect((await page('jobsPerPage=50')).jobs).toHaveLength(50);
+      expect((await page('jobsPerPage=20000&page=2')).jobs).toHaveLength(51);
+      expect(await page('jobsPerPage=100&page=1e300')).toMatchObject({ jobs: [], pagination: { pageCount: 2 } });
+    } finally {
+      for (const j of bulk) await j.remove();
+    }
   });
 });
 

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSessionId, tokenTag, wantsLoginPage } from '../api/auth.js';
-import { crossSiteRefusal } from '../api/guards.js';
+import { crossSiteRefusal, publicOrigin } from '../api/guards.js';
 import { safeNext } from '../api/public/login.js';
 import { cookieSecure, sessionKey } from '../api/session.js';
 import { startInProc, type InProc } from './helpers/inproc.js';
@@ -49,9 +49,35 @@ describe('crossSiteRefusal()', () => {
     ['POST', undefined, 'none', true, true],
     ['POST', own, 'cross-site', true, true],
     ['POST', 'https://dash.example', undefined, true, true],
-    ['PATCH', 'https://evil.example', 'same-origin', true, true],
+    // Sec-Fetch-Site: same-origin is the browser's own word and no page can set it: it settles the question
+    // before Origin is compared (behind a TLS proxy the API's idea of its origin is not the browser's).
+    ['PATCH', 'https://evil.example', 'same-origin', true, false],
+    ['POST', 'https://api.example', 'same-origin', true, false],
+    ['POST', 'https://api.example', undefined, true, true],
+    ['POST', 'https://api.example', undefined, false, true],
   ] as const)('%s Origin %s Sec-Fetch-Site %s session %s → refused %s', (method, origin, fetchSite, viaSession, refused) => {
     expect(crossSiteRefusal({ ...base, method, origin, fetchSite, viaSession }) !== null).toBe(refused);
+  });
+
+  // api.public_origin: the origin browsers use behind a proxy, for those that send no Sec-Fetch-Site.
+  it.each([
+    // Origin, Sec-Fetch-Site, via session, refused
+    ['https://api.example', undefined, true, false],
+    ['https://api.example', undefined, false, false],
+    [own, undefined, true, false],
+    ['https://evil.example', undefined, true, true],
+    ['https://evil.example', undefined, false, true],
+    ['https://api.example', 'cross-site', true, true],
+    ['https://api.example', 'same-site', true, true],
+    [undefined, undefined, true, true],
+  ] as const)('public origin https://api.example: Origin %s Sec-Fetch-Site %s session %s → refused %s', (origin, fetchSite, viaSession, refused) => {
+    expect(crossSiteRefusal({ ...base, method: 'POST', origin, fetchSite, viaSession, publicOrigin: 'https://api.example' }) !== null).toBe(refused);
+  });
+
+  it('takes api.public_origin as browsers write an Origin', () => {
+    expect(publicOrigin('https://Migrate.Example.com:443')).toBe('https://migrate.example.com');
+    expect(publicOrigin('http://migrate.example.com:8080')).toBe('http://migrate.example.com:8080');
+    expect(publicOrigin('')).toBe('');
   });
 });
 
@@ -186,7 +212,7 @@ describe('logging in', () => {
 
   it('refuses a wrong, missing or malformed token with 401 and changes nothing; only JSON, at most 16 KiB', async () => {
     const before = await svc.snapshot();
-    for (const body of [{ token: 'not-a-known-token-000000' }, {}, { token: 42 }, { token: '' }, []]) {
+    for (const body of [{ token: 'not-a-known-token-000000' }, {}, { token: 42 }, { token: '' }, { token: 'x'.repeat(513) }, [], { token: [TOKENS.viewer] }]) {
       const res = await fetch(`${svc.url}/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       expect(res.status, JSON.stringify(body)).toBe(401);
       expect(((await res.json()) as { code: string }).code).toBe('KMIG0020E');
@@ -298,6 +324,47 @@ describe('what a cookie may write', () => {
     // An operator's cookie does not rescue a wrong bearer token.
     const wrong = await api(svc.url, 'GET', '/tasks', undefined, { token: 'not-a-known-token-000000', headers: { cookie: `kvm_migrate_session=${operator}` } });
     expect(wrong.status).toBe(401);
+  });
+});
+
+describe('behind a TLS-terminating proxy', () => {
+  // What a browser on https://migrate.example sends through a proxy to the API's plain HTTP port.
+  const viaProxy = { 'x-forwarded-proto': 'https', origin: 'https://migrate.example' };
+
+  it('a browser that sends Sec-Fetch-Site: same-origin logs in and writes, whatever the API takes its own origin to be', async () => {
+    const r = await login(svc.url, TOKENS.operator, { ...viaProxy, 'sec-fetch-site': 'same-origin' });
+    expect(r.status).toBe(201);
+    expect(r.cookie!.attrs.secure).toBe(true);
+    const write = await api(svc.url, 'POST', '/vms/test/migrate_cancel', undefined, withCookie(r.cookie!.value, { ...viaProxy, 'sec-fetch-site': 'same-origin' }));
+    expect(write.body.code).toBe('KMIG0011E');
+    // Without Sec-Fetch-Site and without api.public_origin, that Origin is not the API's.
+    const bare = await login(svc.url, TOKENS.operator, viaProxy);
+    expect(bare.status).toBe(403);
+    expect(bare.body.code).toBe('KMIG0026E');
+  });
+
+  it('with api.public_origin, a browser that sends only Origin logs in and writes; another origin is still refused', async () => {
+    const proxied = await startInProc({ KVM_MIGRATE_API_PUBLIC_ORIGIN: 'https://migrate.example' });
+    try {
+      const r = await login(proxied.url, TOKENS.operator, viaProxy);
+      expect(r.status).toBe(201);
+      const id = r.cookie!.value;
+      expect((await api(proxied.url, 'POST', '/vms/test/migrate_cancel', undefined, withCookie(id, viaProxy))).body.code).toBe('KMIG0011E');
+      // The origin the request names itself still counts (a browser on the API's own address).
+      expect((await api(proxied.url, 'POST', '/vms/test/migrate_cancel', undefined, withCookie(id, { origin: proxied.url }))).body.code).toBe('KMIG0011E');
+      const before = await proxied.snapshot();
+      for (const headers of <Record<string, string>[]>[{ origin: 'https://evil.example' }, { origin: 'http://migrate.example' }, { ...viaProxy, 'sec-fetch-site': 'cross-site' }, { ...viaProxy, 'sec-fetch-site': 'same-site' }, {}]) {
+        const res = await api(proxied.url, 'POST', '/vms/test/migrate', { remote_host: 'host2' }, withCookie(id, headers));
+        expect(res.status, JSON.stringify(headers)).toBe(403);
+        expect(res.body.code).toBe('KMIG0026E');
+      }
+      const evil = await login(proxied.url, TOKENS.operator, { origin: 'https://evil.example' });
+      expect(evil.status).toBe(403);
+      expect(evil.cookie).toBeNull();
+      expect(await proxied.snapshot()).toEqual(before);
+    } finally {
+      await proxied.close();
+    }
   });
 });
 
