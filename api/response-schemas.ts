@@ -178,7 +178,7 @@ export const FinalFigures = z
     status: z.enum(['finished', 'failed', 'killed']),
     started_at: Time.nullable(),
     finished_at: Time.nullable(),
-    durationMs: num('From a worker picking the task up to its end, all stages.'),
+    durationMs: num('From the first stage start to the last history entry: all stages and every pickup (slot waits, retries, a resume by another worker), as kvm_migrate_migration_duration_seconds measures it; null if no stage started.'),
     copyMs: num('The copy alone, as libvirt timed it.'),
     downtimeMs: num("The guest's real pause at switch-over (finished migrations)."),
     dataProcessed: num('Bytes copied.'),

@@ -7,6 +7,7 @@
  * sampling interval; both expire a little after the task itself.
  */
 import type { Redis } from 'ioredis';
+import { migrationDurationMs } from './duration.js';
 import type { MigrationProgress, Task, TaskStatus } from './task.js';
 
 export interface SeriesPoint {
@@ -34,7 +35,11 @@ export interface FinalFigures {
   status: Exclude<TaskStatus, 'running'>;
   started_at: string | null;
   finished_at: string | null;
-  /** From a worker picking the task up to its end, all stages. */
+  /**
+   * From the first stage start to the last history entry, all stages and every
+   * pickup (slot waits, retries, a resume by another worker): what the duration
+   * metric observes. null for a task that never started a stage.
+   */
   durationMs: number | null;
   /** The copy alone, as libvirt timed it. */
   copyMs: number | null;
@@ -66,14 +71,13 @@ export function finalFigures(task: Task): FinalFigures | null {
   if (task.status === 'running') return null;
   const p = task.progress;
   const n = (v: number | undefined) => (typeof v === 'number' ? v : null);
-  const span = (a: string | null, b: string | null) => (a && b ? Math.max(0, Date.parse(b) - Date.parse(a)) : null);
   const copyMs = n(p?.elapsedMs);
   const processed = n(p?.dataProcessed);
   return {
     status: task.status,
     started_at: task.started_at,
     finished_at: task.finished_at,
-    durationMs: span(task.started_at, task.finished_at),
+    durationMs: migrationDurationMs(task.history),
     copyMs,
     downtimeMs: n(p?.downtimeMs),
     dataProcessed: processed,

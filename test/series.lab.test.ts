@@ -75,11 +75,15 @@ describe('a migration\'s progress series', () => {
     // The final figures are the task's, and the last point carries them too.
     const full = (await api(svc.url, 'GET', `/tasks/${id}`)).body;
     const p = full.progress;
+    // All stages, from the history the worker wrote (started_at is only the last pickup's).
+    const stages = full.history as { stage: string; event: string; at: string }[];
+    const firstStart = Date.parse(stages.find((e) => e.event === 'start')!.at);
+    const lastEntry = Date.parse(stages.at(-1)!.at);
     expect(r.body.final).toEqual({
       status: 'finished',
       started_at: full.started_at,
       finished_at: full.finished_at,
-      durationMs: Date.parse(full.finished_at) - Date.parse(full.started_at),
+      durationMs: lastEntry - firstStart,
       copyMs: p.elapsedMs ?? null,
       downtimeMs: p.downtimeMs ?? null,
       dataProcessed: p.dataProcessed ?? null,
@@ -91,6 +95,9 @@ describe('a migration\'s progress series', () => {
     });
     expect(r.body.final.downtimeMs).toBeGreaterThan(0);
     expect(r.body.final.copyMs).toBeGreaterThan(2000);
+    // The stages hold the copy, and ran between the request and the job's end.
+    expect(r.body.final.durationMs).toBeGreaterThan(r.body.final.copyMs);
+    expect(r.body.final.durationMs).toBeLessThanOrEqual(Date.parse(full.finished_at) - Date.parse(full.created_at));
     expect(points.at(-1)).toMatchObject({ percent: 100, dataRemaining: 0, dataProcessed: p.dataProcessed, elapsedMs: p.elapsedMs });
 
     // Listed by the paged listing, through the index the API wrote when it enqueued.

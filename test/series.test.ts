@@ -8,6 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { finalFigures, pointOf, redisSeriesStore, SERIES_SLACK_SECONDS, seriesKey, type SeriesPoint, type SeriesState, type SeriesStore } from '../shared/series.js';
+import type { Checkpoint, HistoryEntry } from '../shared/job.js';
+import { METRICS } from '../shared/metrics/catalog.js';
+import { END_EVENT, metricEvents } from '../shared/metrics/events.js';
 import type { MigrationProgress, Task } from '../shared/task.js';
 import { SERIES_SAMPLING, samplePoint, thin, type SamplingPolicy } from '../worker/policy/series.js';
 import type { RunnableJob } from '../worker/runner.js';
@@ -106,27 +109,69 @@ describe('points and final figures', () => {
     progress: null, policy: { bandwidth: 'unlimited', max_downtime: 300, deadline: 60, deadline_action: 'abort', auto_converge: false, compression: 'none', in_force: null }, error: null, history: [], ...over,
   });
 
+  // One pickup: the stages ran from 00:00:01.200 to 00:00:11.500.
+  const h = (at: string, stage: string, event: HistoryEntry['event']): HistoryEntry => ({ at: `2026-01-01T${at}Z`, stage, event });
+  const onePickup = [h('00:00:00.000', 'queue', 'queued'), h('00:00:01.200', 'check', 'start'), h('00:00:02.000', 'check', 'done'), h('00:00:04.000', 'migrate', 'start'), h('00:00:10.000', 'migrate', 'done'), h('00:00:11.500', 'finish', 'done')];
+
   it.each([
-    ['running: none yet', task({ status: 'running', finished_at: null }), null],
+    ['running: none yet', task({ status: 'running', finished_at: null, history: onePickup.slice(0, 4) }), null],
     [
       'finished: the task\'s final progress',
-      task({ progress: { percent: 100, dataTotal: 134_000_000, dataProcessed: 60_000_000, dataRemaining: 0, iteration: 4, elapsedMs: 6000, downtimeMs: 42 } }),
-      { status: 'finished', durationMs: 10_500, copyMs: 6000, downtimeMs: 42, dataProcessed: 60_000_000, dataTotal: 134_000_000, dataRemaining: 0, iterations: 4, averageBps: 10_000_000, percent: 100 },
+      task({ history: onePickup, progress: { percent: 100, dataTotal: 134_000_000, dataProcessed: 60_000_000, dataRemaining: 0, iteration: 4, elapsedMs: 6000, downtimeMs: 42 } }),
+      { status: 'finished', durationMs: 10_300, copyMs: 6000, downtimeMs: 42, dataProcessed: 60_000_000, dataTotal: 134_000_000, dataRemaining: 0, iterations: 4, averageBps: 10_000_000, percent: 100 },
     ],
     [
       'killed while queued: times, no figures',
-      task({ status: 'killed', started_at: null, progress: null }),
+      task({ status: 'killed', started_at: null, progress: null, history: [h('00:00:00.000', 'queue', 'queued'), h('00:00:09.000', 'queue', 'decision')] }),
       { status: 'killed', durationMs: null, copyMs: null, downtimeMs: null, dataProcessed: null, dataTotal: null, dataRemaining: null, iterations: null, averageBps: null, percent: null },
     ],
     [
       'failed mid-copy: what was copied until then',
-      task({ status: 'failed', progress: { percent: 37, dataProcessed: 5000, dataRemaining: 9000, elapsedMs: 0 } }),
-      { status: 'failed', copyMs: 0, downtimeMs: null, dataProcessed: 5000, dataRemaining: 9000, averageBps: null, percent: 37 },
+      task({ status: 'failed', history: [...onePickup.slice(0, 4), h('00:00:07.000', 'migrate', 'error'), h('00:00:08.250', 'recover', 'done')], progress: { percent: 37, dataProcessed: 5000, dataRemaining: 9000, elapsedMs: 0 } }),
+      { status: 'failed', durationMs: 7050, copyMs: 0, downtimeMs: null, dataProcessed: 5000, dataRemaining: 9000, averageBps: null, percent: 37 },
     ],
   ])('%s', (_what, t, want) => {
     const f = finalFigures(t);
     if (want === null) expect(f).toBeNull();
     else expect(f).toMatchObject({ ...want, started_at: t.started_at, finished_at: t.finished_at });
+  });
+
+  // started_at and finished_at are the last pickup's (BullMQ's processedOn starts again at each
+  // one); the duration counts every stage since the first start, as the duration metric does.
+  it.each([
+    [
+      'waited for a migration slot before its first stage: the wait is not migrating',
+      '00:10:00.000', '00:10:20.000',
+      [h('00:00:00.000', 'queue', 'queued'), h('00:00:01.000', 'queue', 'decision'), h('00:09:59.000', 'queue', 'decision'), h('00:10:00.100', 'check', 'start'), h('00:10:19.100', 'finish', 'done')],
+      19_000,
+    ],
+    [
+      'retried: a stage failed, waited out its backoff, and ran again',
+      '00:01:30.000', '00:01:45.000',
+      [h('00:00:00.000', 'queue', 'queued'), h('00:00:01.000', 'check', 'start'), h('00:00:02.000', 'check', 'done'), h('00:00:03.000', 'connect', 'start'), h('00:00:04.000', 'connect', 'retry'), h('00:01:30.050', 'connect', 'start'), h('00:01:31.000', 'connect', 'done'), h('00:01:44.000', 'finish', 'done')],
+      103_000,
+    ],
+    [
+      'resumed by another worker after the first died mid-copy',
+      '00:05:00.000', '00:05:30.000',
+      [h('00:00:00.000', 'queue', 'queued'), h('00:00:02.000', 'check', 'start'), h('00:00:03.000', 'check', 'done'), h('00:00:10.000', 'migrate', 'start'), h('00:05:00.500', 'migrate', 'resume'), h('00:05:20.000', 'migrate', 'done'), h('00:05:29.000', 'finish', 'done')],
+      327_000,
+    ],
+    [
+      'a clock that stepped back: no time, not a negative one',
+      '00:00:01.000', '00:00:02.000',
+      [h('00:00:05.000', 'check', 'start'), h('00:00:01.000', 'check', 'error')],
+      0,
+    ],
+  ])('%s', (_what, started, finished, history, durationMs) => {
+    const t = task({ started_at: `2026-01-01T${started}Z`, finished_at: `2026-01-01T${finished}Z`, history });
+    const f = finalFigures(t)!;
+    expect(f.durationMs).toBe(durationMs);
+    expect(f.started_at).toBe(t.started_at);
+    // The figure and the metric agree: the end event observes the same seconds.
+    const cp: Checkpoint = { step: 'done', results: {}, history };
+    const end = metricEvents(cp, null).find((e) => e.key === END_EVENT)!;
+    expect(end.incs.find((i) => i.field.startsWith(`${METRICS.duration.name}\t`) && i.field.endsWith('\tsum'))!.by).toBe(durationMs / 1000);
   });
 });
 

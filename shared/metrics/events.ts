@@ -12,6 +12,7 @@
 import type { ErrorJSON } from '../errors.js';
 import type { Checkpoint, HistoryEntry, MigrationRequest } from '../job.js';
 import type { MigrationProgress } from '../task.js';
+import { migrationDurationMs } from '../duration.js';
 import { METRICS } from './catalog.js';
 import { counterInc, observation, type Inc } from './fields.js';
 import { codeLabel, destinationHostLabel, outcomeOf, sourceHostLabel, stageLabel } from './labels.js';
@@ -54,13 +55,13 @@ export function transferredBytes(cp: Checkpoint, progress: MigrationProgress | n
   return Number.isFinite(bytes) && bytes > 0 ? bytes : 0;
 }
 
-function endEvent(cp: Checkpoint, firstStart: HistoryEntry, progress: MigrationProgress | null): MetricEvent {
+function endEvent(cp: Checkpoint, progress: MigrationProgress | null): MetricEvent {
   const outcome = outcomeOf(cp.error);
-  const last = cp.history.at(-1) ?? firstStart;
   const incs: Inc[] = [];
   if (outcome === 'failed') incs.push(counterInc(METRICS.failed, { code: codeLabel(cp.error?.code) }));
   else incs.push(counterInc(outcome === 'finished' ? METRICS.finished : METRICS.killed, {}));
-  incs.push(...observation(METRICS.duration, { outcome }, seconds(firstStart.at, last.at)));
+  // The task's final figures show the same duration (shared/duration.ts).
+  incs.push(...observation(METRICS.duration, { outcome }, (migrationDurationMs(cp.history) ?? 0) / 1000));
   const downtime = cp.results.migrate?.stats?.downtime;
   if (outcome === 'finished' && typeof downtime === 'number' && downtime >= 0) incs.push(...observation(METRICS.downtime, {}, downtime / 1000));
   const bytes = transferredBytes(cp, progress);
@@ -88,6 +89,6 @@ export function metricEvents(cp: Checkpoint, progress: MigrationProgress | null)
       out.push({ key: `stage:${i}`, incs: observation(METRICS.stage, { stage: stageLabel(e.stage) }, seconds(s.at, e.at)) });
     }
   });
-  if (cp.step === 'done') out.push(endEvent(cp, h[first]!, progress));
+  if (cp.step === 'done') out.push(endEvent(cp, progress));
   return out;
 }
