@@ -120,7 +120,7 @@ export const ROUTES: RouteDoc[] = [
     tag: 'tasks',
     summary: 'List tasks, a page at a time',
     description:
-      "Tasks kept (tasks.keep_finished), newest first (created_at, then id), at most `limit` a page. The body is Kimchi's array of tasks; the next page is announced in a Link header (rel=\"next\") and in X-Next-Cursor, and the last page has neither. The cursor is a position in the task index, so tasks added meanwhile never shift a page. One request looks at no more than 2000 tasks: when the filters leave a page short after that, it still links to the next. Parameters not listed are refused (400).",
+      "Tasks kept (tasks.keep_finished), newest first (created_at, then id), at most `limit` a page. The body is Kimchi's array of tasks; the next page is announced in a Link header (rel=\"next\") and in X-Next-Cursor, and the last page has neither. The cursor is a position in the task index, so tasks added meanwhile never shift a page. One request looks at no more than 2000 tasks: when the filters leave a page short after that, it still links to the next. Kimchi's patterns (status as an expression, target_uri) share one 100 ms budget per request, however many tasks they are matched against; past it, 400. Parameters not listed are refused (400).",
     access: 'viewer',
     query: taskListQuery,
     responses: {

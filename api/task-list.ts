@@ -22,7 +22,7 @@ import { finalFigures } from '../shared/series.js';
 import type { Task, TaskStatus } from '../shared/task.js';
 import type { ApiDeps } from './app.js';
 import { atOrAfter, before, hostOfUri, normHost, parseMember, type IndexSet } from './task-index.js';
-import { filterRegex, matchRows, validateRemoteHost, validateVmName } from './validate.js';
+import { filterBudget, filterRegex, matchRows, validateRemoteHost, validateVmName, type FilterBudget } from './validate.js';
 
 export const LIST_LIMIT = { default: 100, max: 500 } as const;
 /** Most index entries one request reads, matching or not. */
@@ -184,8 +184,8 @@ export function drivingSet(q: TaskListQuery): IndexSet {
   return { kind: 'all' };
 }
 
-/** Which of `rows` the query keeps. Kimchi's patterns run under a time budget (matchRows). */
-export function keepRows(q: TaskListQuery, rows: (Task | null)[]): boolean[] {
+/** Which of `rows` the query keeps. Kimchi's patterns spend from the request's time budget (matchRows). */
+export function keepRows(q: TaskListQuery, rows: (Task | null)[], budget: FilterBudget = filterBudget()): boolean[] {
   const exact = rows.map((t) => {
     if (!t) return false;
     const src = hostOfUri(t.source.uri);
@@ -200,7 +200,8 @@ export function keepRows(q: TaskListQuery, rows: (Task | null)[]): boolean[] {
   });
   if (!q.statusRegex && !q.targetRegex) return exact;
   const candidates = rows.flatMap((t, i) => (t && exact[i] ? [{ i, t }] : []));
-  const keep = new Set(matchRows(candidates.map((c) => c.t), q.statusRegex, q.targetRegex).map((j) => candidates[j]!.i));
+  if (!candidates.length) return exact;
+  const keep = new Set(matchRows(candidates.map((c) => c.t), q.statusRegex, q.targetRegex, budget).map((j) => candidates[j]!.i));
   return rows.map((_, i) => keep.has(i));
 }
 
@@ -217,8 +218,12 @@ export interface Page {
   next: string | null;
 }
 
-/** Reads one page: index entries in batches, their tasks in parallel, until the page is full or MAX_EXAMINED were read. */
-export async function readPage(src: PageSource, q: TaskListQuery, maxExamined = MAX_EXAMINED): Promise<Page> {
+/**
+ * Reads one page: index entries in batches, their tasks in parallel, until the
+ * page is full or MAX_EXAMINED were read. Kimchi's patterns get one time budget
+ * for the whole page, however many batches it takes.
+ */
+export async function readPage(src: PageSource, q: TaskListQuery, maxExamined = MAX_EXAMINED, budget: FilterBudget = filterBudget()): Promise<Page> {
   const set = drivingSet(q);
   const bounds = [q.after !== null ? `(${q.after}` : null, q.untilMs !== undefined ? before(q.untilMs) : null].filter((b): b is string => b !== null);
   let from = bounds.sort()[0] ?? '+';
@@ -233,7 +238,7 @@ export async function readPage(src: PageSource, q: TaskListQuery, maxExamined = 
     const members = await src.range(set, from, to, want);
     if (!members.length) return { tasks: out, next: null };
     const rows = await src.rows(members);
-    const keep = keepRows(q, rows);
+    const keep = keepRows(q, rows, budget);
     for (let i = 0; i < members.length; i++) {
       examined++;
       last = members[i]!;

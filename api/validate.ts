@@ -4,7 +4,7 @@
  * becomes a MigrationError with a 4xx code and the schema's message. Nothing
  * reaches libvirt or Redis unchecked.
  */
-import { runInNewContext } from 'node:vm';
+import { createContext, Script, type Context } from 'node:vm';
 import type { z } from 'zod';
 import { migrationError } from '../shared/errors.js';
 import { filterPattern, MigrateBody, PeersQuery, RemoteHost, TuneBody, VmName } from './schemas.js';
@@ -65,26 +65,47 @@ export function validatePeersQuery(query: unknown): z.output<typeof PeersQuery> 
   return parse(PeersQuery, query ?? {});
 }
 
-/** Longest the task filters may run: a catastrophic pattern must not stall the API. */
-const FILTER_BUDGET_MS = 100;
+/** Longest the task filters may run in one request: a catastrophic pattern must not stall the API. */
+export const FILTER_BUDGET_MS = 100;
+
+/**
+ * What one request's filters may still spend, shared by every batch of rows
+ * the request matches: a listing that matches in many small batches (limit=1)
+ * must not get a fresh budget for each. The context they run in is made once.
+ */
+export interface FilterBudget {
+  leftMs: number;
+  context?: Context;
+}
+
+export const filterBudget = (ms = FILTER_BUDGET_MS): FilterBudget => ({ leftMs: ms });
+
+const MATCH = new Script('rows.flatMap((r, i) => ((!s || s.test(r.status)) && (!t || t.test(r.target_uri)) ? [i] : []))');
+
+const tooSlow = () => migrationError('BAD_REQUEST', { detail: `the filter expressions took longer than ${FILTER_BUDGET_MS} ms; simplify them` });
 
 /**
  * Indexes of the rows whose status and target_uri match the filters, with
- * Kimchi's re.match semantics (anchored at the start). Runs under a time
- * budget, since a client-supplied pattern can backtrack for minutes.
+ * Kimchi's re.match semantics (anchored at the start). Runs within what is
+ * left of the request's budget, since a client-supplied pattern can backtrack
+ * for minutes; past it, a 400.
  */
-export function matchRows(rows: { status: string; target_uri: string }[], status: RegExp | undefined, target: RegExp | undefined): number[] {
+export function matchRows(rows: { status: string; target_uri: string }[], status: RegExp | undefined, target: RegExp | undefined, budget: FilterBudget = filterBudget()): number[] {
+  if (budget.leftMs <= 0) throw tooSlow();
   const anchored = (r: RegExp | undefined) => (r ? new RegExp(`^(?:${r.source})`, r.flags) : null);
+  const context = (budget.context ??= createContext({}));
+  Object.assign(context, { rows: rows.map((r) => ({ status: r.status, target_uri: r.target_uri })), s: anchored(status), t: anchored(target) });
+  const t0 = performance.now();
   try {
-    return runInNewContext(
-      'rows.flatMap((r, i) => ((!s || s.test(r.status)) && (!t || t.test(r.target_uri)) ? [i] : []))',
-      { rows: rows.map((r) => ({ status: r.status, target_uri: r.target_uri })), s: anchored(status), t: anchored(target) },
-      { timeout: FILTER_BUDGET_MS },
-    ) as number[];
+    return MATCH.runInContext(context, { timeout: Math.max(1, Math.ceil(budget.leftMs)) }) as number[];
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-      throw migrationError('BAD_REQUEST', { detail: `the filter expressions took longer than ${FILTER_BUDGET_MS} ms; simplify them` });
+      budget.leftMs = 0;
+      throw tooSlow();
     }
     throw e;
+  } finally {
+    budget.leftMs -= performance.now() - t0;
+    context.rows = null;
   }
 }

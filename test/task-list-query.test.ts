@@ -4,8 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { memberOf } from '../api/task-index.js';
-import { decodeCursor, encodeCursor, parseTaskListQuery } from '../api/task-list.js';
+import { decodeCursor, encodeCursor, parseTaskListQuery, readPage, type PageSource } from '../api/task-list.js';
+import { filterBudget, FILTER_BUDGET_MS, matchRows } from '../api/validate.js';
 import { isMigrationError } from '../shared/errors.js';
+import type { Task } from '../shared/task.js';
 
 const MEMBER = memberOf(1_767_225_600_000, '0b7c2a1e-8d0b-4c55-9a51-0c1d2e3f4a5b');
 
@@ -94,5 +96,50 @@ describe('the query of GET /tasks', () => {
     expect(decodeCursor(encodeCursor(MEMBER))).toBe(MEMBER);
     expect(decodeCursor(encodeCursor(MEMBER.replace(/^0/, '1')))).toBe(MEMBER.replace(/^0/, '1'));
     for (const junk of [encodeCursor('0001:abc'), encodeCursor(`${MEMBER}x`), encodeCursor(MEMBER.slice(1)), encodeCursor(MEMBER).slice(0, -2), 'A'.repeat(121)]) expect(decodeCursor(junk)).toBeNull();
+  });
+});
+
+describe("Kimchi's patterns have one time budget per request", () => {
+  // 2,000 tasks, newest first; a pattern that backtracks about a millisecond on each target_uri.
+  const tasks = Array.from({ length: 2000 }, (_, i) => {
+    const id = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+    return { id, status: 'finished', vm: `vm-${String(i).padStart(4, '0')}`, target_uri: `/vms/vm-${String(i).padStart(4, '0')}`, source: { uri: 'qemu+tcp://h1/system' }, destination: { host: 'h2' } } as Task;
+  });
+  const members = tasks.map((t, i) => memberOf(1_767_225_600_000 + i, t.id)).reverse();
+  const byMember = new Map(members.map((m, i) => [m, tasks[tasks.length - 1 - i]!]));
+  const below = (m: string, from: string) => from === '+' || (from.startsWith('(') ? m < from.slice(1) : m <= from.slice(1));
+  const src = (batches: number[]): PageSource => ({
+    async range(_set, from, _to, count) {
+      batches.push(count);
+      return members.filter((m) => below(m, from)).slice(0, count);
+    },
+    async rows(ms) {
+      return ms.map((m) => byMember.get(m) ?? null);
+    },
+  });
+  const CATASTROPHIC = `${'(.*)'.repeat(9)}Z`;
+
+  it('limit=1 with a catastrophic target_uri: a 400 once the request spent the budget, not a fresh budget for each batch', async () => {
+    const batches: number[] = [];
+    const t0 = performance.now();
+    const err = await readPage(src(batches), parseTaskListQuery({ limit: '1', target_uri: CATASTROPHIC })).then(() => null, (e: unknown) => e);
+    const took = performance.now() - t0;
+    expect(isMigrationError(err) && err.message).toBe(`KMIG0001E: Invalid request: the filter expressions took longer than ${FILTER_BUDGET_MS} ms; simplify them`);
+    // Each batch of 20 takes well under the budget: only the request's total can stop it.
+    expect(batches.length).toBeGreaterThan(1);
+    expect(batches.every((n) => n === 20)).toBe(true);
+    expect(took).toBeLessThan(1000);
+  });
+
+  it('a budget spent by earlier batches refuses the next one at once; a pattern that is quick shares it without trouble', async () => {
+    const rows = tasks.slice(0, 20);
+    const budget = filterBudget(5);
+    expect(() => matchRows(rows, undefined, new RegExp(CATASTROPHIC), budget)).toThrow(/took longer than/);
+    expect(budget.leftMs).toBeLessThanOrEqual(0);
+    const t0 = performance.now();
+    expect(() => matchRows(rows, /fin/, undefined, budget)).toThrow(/took longer than/);
+    expect(performance.now() - t0).toBeLessThan(5);
+    const page = await readPage(src([]), parseTaskListQuery({ limit: '5', target_uri: '/vms/vm-1', status: 'fin' }));
+    expect(page.tasks.map((t) => t.vm)).toEqual(['vm-1999', 'vm-1998', 'vm-1997', 'vm-1996', 'vm-1995']);
   });
 });
