@@ -53,12 +53,30 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return redis.call('
 for i = 2, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[3]) end
 return ARGV[2]`;
 
+/**
+ * Removes one entry unless a key that holds its task exists (KEYS[2..n+1]):
+ * checked and done in one step, so a job added under the same id meanwhile
+ * (an Idempotency-Key repaired by another request) keeps its entry.
+ */
+const REMOVE_UNLESS_HELD = `
+local n = tonumber(ARGV[4])
+for i = 2, n + 1 do if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end end
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+for i = n + 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[3]) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1`;
+
 export type IndexSet = { kind: 'all' } | { kind: 'vm' | 'host' | 'source' | 'destination'; value: string };
 
 export class TaskIndex {
+  /**
+   * `holders(id)`: the keys that hold a task while it is kept (its job, its
+   * tombstone); an entry is never removed while one of them exists.
+   */
   constructor(
     private readonly client: Redis,
     private readonly prefix: string,
+    private readonly holders: (id: string) => string[] = () => [],
   ) {}
 
   key(set: IndexSet): string {
@@ -96,17 +114,24 @@ export class TaskIndex {
     return typeof c === 'number' ? c : e.createdMs;
   }
 
-  async remove(ids: string[]): Promise<void> {
-    if (!ids.length) return;
+  /** Removes the entries of `ids` whose task no holder key holds; returns how many went. */
+  async remove(ids: string[]): Promise<number> {
+    if (!ids.length) return 0;
     const metas = await this.client.hmget(this.metaKey, ...ids);
-    const m = this.client.multi();
+    const p = this.client.pipeline();
     ids.forEach((id, i) => {
       const raw = metas[i];
-      const meta = raw ? (JSON.parse(raw) as { c: number; vm: string; s: string; d: string }) : null;
-      if (meta) for (const k of this.keysOf({ vm: meta.vm, sourceHost: meta.s, destinationHost: meta.d })) m.zrem(k, memberOf(meta.c, id));
+      if (!raw) return;
+      const meta = JSON.parse(raw) as { c: number; vm: string; s: string; d: string };
+      const held = this.holders(id);
+      const sets = this.keysOf({ vm: meta.vm, sourceHost: meta.s, destinationHost: meta.d });
+      p.eval(REMOVE_UNLESS_HELD, 1 + held.length + sets.length, this.metaKey, ...held, ...sets, id, raw, memberOf(meta.c, id), held.length);
     });
-    m.hdel(this.metaKey, ...ids);
-    await m.exec();
+    const res = (await p.exec()) ?? [];
+    return res.reduce((n, [err, v]) => {
+      if (err) throw err;
+      return n + Number(v);
+    }, 0);
   }
 
   /** Up to `count` members of `set`, newest first, from `from` (a lex bound, "+" for the newest) down to `to` ("-" for the oldest). */
@@ -124,11 +149,10 @@ export class TaskIndex {
     const parsed = old.map(parseMember);
     const ids = parsed.flatMap((p) => (p ? [p.id] : []));
     const live = await alive(ids);
-    const gone = ids.filter((_, i) => !live[i]);
-    await this.remove(gone);
+    const removed = await this.remove(ids.filter((_, i) => !live[i]));
     // Members that are no entry at all (written by something else) go too.
     const junk = old.filter((_, i) => !parsed[i]);
     if (junk.length) await this.client.zrem(this.key({ kind: 'all' }), ...junk);
-    return gone.length + junk.length;
+    return removed + junk.length;
   }
 }

@@ -118,10 +118,11 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
   const prefix = config.redis.prefix;
   const keep = config.tasks.keep_finished;
   const now = opts.now ?? Date.now;
-  const index = new TaskIndex(client, prefix);
-  const seriesStore = redisSeriesStore(client, prefix, keep);
   // A job removed from the queue by a cancel leaves a tombstone: its task, ended killed.
   const tombKey = (id: string) => `${prefix}:tomb:${id}`;
+  // An entry goes only when neither its job nor its tombstone is there, checked as it goes.
+  const index = new TaskIndex(client, prefix, (id) => [queue.toKey(id), tombKey(id)]);
+  const seriesStore = redisSeriesStore(client, prefix, keep);
   const tomb = async (id: string): Promise<Task | null> => {
     const raw = await redis(() => client.get(tombKey(id)));
     return raw ? (JSON.parse(raw) as Task) : null;
@@ -249,7 +250,8 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       const data: MigrationJobData = { request, checkpoint: initialCheckpoint(at) };
       // Indexed first: an entry whose add then fails or is refused is merely skipped when
       // read, while a job added without its entry would be missing from every listing.
-      const createdMs = await redis(() => index.add({ id, createdMs: at.getTime(), vm: request.vm, sourceHost: hostOfUri(request.sourceUri), destinationHost: normHost(request.remoteHost) }));
+      const entry = { id, createdMs: at.getTime(), vm: request.vm, sourceHost: hostOfUri(request.sourceUri), destinationHost: normHost(request.remoteHost) };
+      const createdMs = await redis(() => index.add(entry));
       // The job's creation time is the entry's, so created_at and the listing's order agree.
       const options = { ...jobOptions(config, id, vmLockKey(request.sourceUri, request.vm)), timestamp: createdMs };
       // The VM's running job can end or be cancelled between the refused add and reading it:
@@ -257,9 +259,14 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       for (let round = 0; round < 3; round++) {
         const job = await redis(() => queue.add(JOB_NAME, data, options));
         const created = job.id === id;
+        // Another request refused under this id (an Idempotency-Key claimed twice) may have removed
+        // the entry after it was written and before the job was there; entering it again now that
+        // the job is there puts it back, and from now on the job keeps it.
+        if (created) await redis(() => index.add({ ...entry, createdMs })).catch(() => undefined);
         const existing = created ? job : await redis(() => queue.getJob(String(job.id)));
         if (!existing) continue;
-        // Refused (the VM has its task): this id names no task, and leaves no entry.
+        // Refused (the VM has its task): this id names no task, and leaves no entry, unless a
+        // request repairing the same claim has added its job meanwhile (the removal checks).
         if (!created) await redis(() => index.remove([id])).catch(() => undefined);
         return { task: await redis(() => snapshot(existing)), created };
       }

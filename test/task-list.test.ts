@@ -15,8 +15,8 @@ import { memberOf, TaskIndex } from '../api/task-index.js';
 import { encodeCursor, MAX_EXAMINED, parseTaskListQuery } from '../api/task-list.js';
 import { createTaskStore, type TaskStore } from '../api/tasks.js';
 import { loadConfig } from '../shared/config.js';
-import type { MigrationRequest } from '../shared/job.js';
-import { apiRedis, createQueue, workerRedis } from '../shared/queue.js';
+import { initialCheckpoint, type MigrationRequest } from '../shared/job.js';
+import { apiRedis, createQueue, JOB_NAME, workerRedis } from '../shared/queue.js';
 import { redisSeriesStore } from '../shared/series.js';
 import { startInProc, type InProc } from './helpers/inproc.js';
 import { api } from './helpers/service.js';
@@ -217,6 +217,16 @@ describe('GET /tasks in pages (real Redis, 250 tasks)', () => {
     expect(ids((await api(svc.url, 'GET', '/tasks?vm=vm-044')).body)).toEqual(expected((m) => m.vm === 'vm-044'));
   });
 
+  it("Kimchi's patterns have one time budget for the whole request: limit=1 with a catastrophic target_uri over every task is a 400 within it, not a budget per batch", async () => {
+    // About a millisecond or two of backtracking on each task's /vms/<name>, well under the budget for one batch.
+    const t0 = performance.now();
+    const r = await api(svc.url, 'GET', `/tasks?limit=1&target_uri=${encodeURIComponent(`${'(.*)'.repeat(10)}Z`)}`);
+    const took = performance.now() - t0;
+    expect(r.status, JSON.stringify(r.body)).toBe(400);
+    expect(r.body.reason).toBe('KMIG0001E: Invalid request: the filter expressions took longer than 100 ms; simplify them');
+    expect(took).toBeLessThan(1000);
+  });
+
   it(`entries whose task is gone are skipped; past ${MAX_EXAMINED} entries a short page still links to the rest`, async () => {
     const index = new TaskIndex(redis, svc.prefix);
     const ghosts = Array.from({ length: MAX_EXAMINED + 100 }, () => randomUUID());
@@ -303,5 +313,72 @@ describe('the index keeps up with the retention', () => {
       await q.close();
       r.disconnect();
     }
+  });
+});
+
+describe('an index entry and the task it stands for', () => {
+  const prefix = `kmtest-${randomUUID().slice(0, 8)}`;
+  let r: Redis;
+  let q: ReturnType<typeof createQueue>;
+  let config: ReturnType<typeof loadConfig>;
+  const tombKey = (id: string) => `${prefix}:tomb:${id}`;
+  let index: TaskIndex;
+  beforeAll(async () => {
+    config = loadConfig({ env: { KVM_MIGRATE_REDIS_PREFIX: prefix, KVM_MIGRATE_REDIS_URL: svc.config.redis.url } });
+    r = apiRedis(config);
+    await new Promise((ok) => r.once('ready', ok));
+    q = createQueue(config, r);
+    index = new TaskIndex(r, prefix, (id) => [q.toKey(id), tombKey(id)]);
+  });
+  afterAll(async () => {
+    const keys = await r.keys(`${prefix}:*`);
+    if (keys.length) await r.del(...keys);
+    await q.close();
+    r.disconnect();
+  });
+  const entry = (id: string, at: number) => ({ id, createdMs: at, vm: 'guarded', sourceHost: 'h1', destinationHost: 'h6' });
+
+  it('is removed only when neither its job nor its tombstone is there, from every set', async () => {
+    const at = Date.now() - 5000;
+    const [withJob, withTomb, bare] = [randomUUID(), randomUUID(), randomUUID()];
+    for (const id of [withJob, withTomb, bare]) await index.add(entry(id, at));
+    await q.add(JOB_NAME, { request: request('guarded', 'h1', 'h6', at), checkpoint: initialCheckpoint(new Date(at)) }, { jobId: withJob, timestamp: at });
+    await r.set(tombKey(withTomb), '{}', 'EX', 60);
+    expect(await index.remove([withJob, withTomb, bare])).toBe(1);
+    const sets = ['all', 'vm:guarded', 'host:h1', 'host:h6', 'source:h1', 'destination:h6'].map((k) => `${prefix}:tasks:${k}`);
+    for (const k of sets) expect((await r.zrange(k, 0, -1)).sort(), k).toEqual([memberOf(at, withJob), memberOf(at, withTomb)].sort());
+    expect(await r.hexists(`${prefix}:tasks:meta`, bare)).toBe(0);
+    // Once the job and the tombstone are gone, so are their entries.
+    await q.remove(withJob);
+    await r.del(tombKey(withTomb));
+    expect(await index.remove([withJob, withTomb, bare])).toBe(2);
+    for (const k of sets) expect(await r.exists(k), k).toBe(0);
+    expect(await r.hlen(`${prefix}:tasks:meta`)).toBe(0);
+  });
+
+  it('a request refused under an id (an Idempotency-Key claimed twice) cannot leave the job another request added under it unlisted', async () => {
+    const store = createTaskStore(config, q, r, () => r.status === 'ready');
+    // Request A, refused, removes the entry of the id it was given just before request B, which
+    // entered the same id, adds its job: the worst moment for A.
+    const racing = new Proxy(q, {
+      get(target, prop) {
+        if (prop === 'add') {
+          return async (...a: Parameters<typeof q.add>) => {
+            await index.remove([String(a[2]?.jobId)]);
+            return target.add(...a);
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const b = createTaskStore(config, racing, r, () => r.status === 'ready');
+    const at = Date.now();
+    const made = await b.enqueue(request('raced', 'h1', 'h6', at), new Date(at));
+    expect(made.created).toBe(true);
+    expect(ids((await store.page(parseTaskListQuery({ vm: 'raced' }))).tasks)).toEqual([made.task.id]);
+    // A's removal once B's job is there changes nothing.
+    expect(await index.remove([made.task.id])).toBe(0);
+    expect(ids((await store.page(parseTaskListQuery({}))).tasks)).toContain(made.task.id);
   });
 });
