@@ -13,6 +13,7 @@ import { redisMetrics, onceTtl } from '../shared/metrics/store.js';
 import { createSessionStore } from './session.js';
 import { advertisedHost, advertisedPort, PeerDirectory, slpAdvertiser, slpDiscover, type Advertiser, type Discover } from './peers.js';
 import { createSourceHost } from './source.js';
+import { startBackfill } from './task-backfill.js';
 import { createTaskStore, guard } from './tasks.js';
 
 export interface WiredApi {
@@ -27,6 +28,8 @@ export interface WiredApi {
    * API serves on. Off: does nothing.
    */
   startFederation(port: number): Promise<void>;
+  /** Settles after the first attempt to enter tasks kept from before the task index (task-backfill.ts). */
+  indexBackfilled: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -46,6 +49,8 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   const source = createSourceHost(config, hypervisor);
   const ready = () => redis.status === 'ready';
   const tasks = createTaskStore(config, queue, redis, ready);
+  // Tasks kept from before the task index are entered in it once, in the background.
+  const backfill = startBackfill({ client: redis, queue, prefix: config.redis.prefix, isReady: ready, log });
   const idempotency = createIdempotency({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.api.idempotency_ttl, redis: guard(ready), getTask: (id) => tasks.get(id) });
   const sessions = createSessionStore({ client: redis, prefix: config.redis.prefix, ttlSeconds: config.auth.session_ttl, redis: guard(ready) });
   const peers = new PeerDirectory({ config, log, discover: opts.discover ?? slpDiscover(config) });
@@ -61,6 +66,7 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   return {
     app,
     peers,
+    indexBackfilled: backfill.firstAttempt,
     async startFederation(port) {
       if (!config.federation.enabled || advertiser) return;
       peers.start(port);
@@ -90,6 +96,7 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
     async close() {
       peers.close();
       await advertiser?.stop().catch(() => undefined);
+      await backfill.stop();
       await queue.close().catch(() => undefined);
       redis.disconnect();
       await source.close();

@@ -66,6 +66,8 @@ export async function startInProc(env: Record<string, string> = {}, opts: InProc
     if (i > 100) throw new Error('the in-process API did not reach Redis in 5 s');
     await new Promise((r) => setTimeout(r, 50));
   }
+  // Its one background write (the task index backfill's marker) lands before any test reads Redis.
+  await Promise.race([wired.indexBackfilled, new Promise((r) => setTimeout(r, 5000))]);
   const snapshot = async () => {
     const out: Record<string, unknown> = {};
     for (const k of (await redis.keys(`${prefix}:*`)).sort()) {
