@@ -155,17 +155,26 @@ function nextPage(headers: Headers): string | null {
   return m ? m[1]! : null;
 }
 
+/**
+ * Most pages a list without --all reads looking for one that holds tasks: the
+ * API looks at a bounded number of tasks per request, so with a filter a page
+ * can be empty while older ones match.
+ */
+export const LIST_SEARCH_PAGES = 50;
+
 async function list(ctx: Ctx, o: Options): Promise<number> {
   let path: string | null = `/tasks${o.status !== undefined ? `?status=${enc(o.status)}` : ''}`;
   const all: unknown[] = [];
+  let pages = 0;
   let more = false;
   while (path) {
     const a = await ctx.api.request('GET', path);
+    pages++;
     if (a.status >= 400) throw ctx.api.failure(a, 'listing tasks');
     if (!Array.isArray(a.json)) throw new CliFailure(`listing tasks: the API at ${ctx.api.base} did not answer with a list; is --api pointing at kvm-migrate?`, EXIT.UNREACHABLE, a.json);
     all.push(...a.json);
     path = nextPage(a.headers);
-    if (!o.all) {
+    if (!o.all && (all.length > 0 || pages >= LIST_SEARCH_PAGES)) {
       more = path !== null;
       break;
     }
@@ -175,8 +184,10 @@ async function list(ctx: Ctx, o: Options): Promise<number> {
     return EXIT.OK;
   }
   const tasks = all.filter(isTask);
-  if (!tasks.length) print(ctx, o.status !== undefined ? `No task has a status matching '${o.status}'.` : 'No tasks.');
-  else print(ctx, listView(tasks, ctx.paint) + (more ? `\n(the newest ${tasks.length}; kvm-migrate list --all for every task)` : ''));
+  const matching = o.status !== undefined ? ` has a status matching '${o.status}'` : '';
+  if (tasks.length) print(ctx, listView(tasks, ctx.paint) + (more ? `\n(the newest ${tasks.length}; kvm-migrate list --all for every task)` : ''));
+  else if (more) print(ctx, `No task${matching || ' is listed'} among the newest the API examined in ${pages} pages; kvm-migrate list --all${o.status !== undefined ? ` --status '${o.status}'` : ''} looks through every task.`);
+  else print(ctx, matching ? `No task${matching}.` : 'No tasks.');
   return EXIT.OK;
 }
 

@@ -394,6 +394,41 @@ describe.concurrent('kvm-migrate: commands against the API', () => {
     expect((JSON.parse(raw.stdout) as { id: string }[]).map((t) => t.id)).toEqual([ID, 'b2']);
   });
 
+  it('list --status goes on past pages the filter left empty (the API links on) to the first that holds tasks, and says when none did', async () => {
+    const page = (n: number) => `/tasks?status=failed&cursor=c${n}`;
+    const linked = (n: number) => ({ link: `<${page(n)}>; rel="next"`, 'x-next-cursor': `c${n}` });
+    // Pages 1 and 2 empty, 3 holds a match, 4 another.
+    const some = await fakeApi({
+      'GET /tasks?status=failed': (_q, res) => json(res, 200, [], linked(2)),
+      [`GET ${page(2)}`]: (_q, res) => json(res, 200, [], linked(3)),
+      [`GET ${page(3)}`]: (_q, res) => json(res, 200, [FAILED], linked(4)),
+      [`GET ${page(4)}`]: (_q, res) => json(res, 200, [{ ...FAILED, id: 'b4' }]),
+    });
+    const r = await cli(['list', '--status', 'failed', '--api', some.url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${ID}  failed`, 'm'));
+    expect(r.stdout).not.toMatch(/^b4 /m);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('(the newest 1; kvm-migrate list --all for every task)');
+    expect(some.requests.map((q) => q.url)).toEqual(['/tasks?status=failed', page(2), page(3)]);
+    expect(JSON.parse((await cli(['list', '--status', 'failed', '--json', '--api', some.url])).stdout)).toEqual([FAILED]);
+
+    // Empty pages that end: no match at all.
+    const none = await fakeApi({
+      'GET /tasks?status=failed': (_q, res) => json(res, 200, [], linked(2)),
+      [`GET ${page(2)}`]: (_q, res) => json(res, 200, []),
+    });
+    expect((await cli(['list', '--status', 'failed', '--api', none.url])).stdout).toBe("No task has a status matching 'failed'.\n");
+
+    // Empty pages that go on and on: at most 50 requests, then say so and how to look further.
+    const routes: Record<string, Handler> = { 'GET /tasks?status=failed': (_q, res) => json(res, 200, [], linked(2)) };
+    for (let n = 2; n <= 80; n++) routes[`GET ${page(n)}`] = (_q, res) => json(res, 200, [], linked(n + 1));
+    const endless = await fakeApi(routes);
+    const gaveUp = await cli(['list', '--status', 'failed', '--api', endless.url]);
+    expect(gaveUp.code).toBe(0);
+    expect(endless.requests).toHaveLength(50);
+    expect(gaveUp.stdout).toBe("No task has a status matching 'failed' among the newest the API examined in 50 pages; kvm-migrate list --all --status 'failed' looks through every task.\n");
+  });
+
   it('cancel: a task id is DELETE /tasks/:id, a VM name POST /vms/:name/migrate_cancel; refusals are exit 4', async () => {
     const api = await fakeApi({
       [`DELETE /tasks/${ID}`]: (_q, res) => json(res, 202, copying(50)),
