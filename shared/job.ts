@@ -47,7 +47,8 @@ export interface StageResults {
   /** Whether the guest is persistent on the source; its XML is read again right before migrating. */
   connect?: { persistent: boolean; flags: number };
   prepare?: { preState: 'running' | 'paused'; downtimeMs: number | null; bandwidthMiBs: number | null };
-  migrate?: { startedAt: string; endedAt?: string; outcome?: 'completed' | 'failed'; error?: ErrorJSON; stats?: Record<string, number | string>; inForce?: InForce; paused?: boolean };
+  /** callStartedAt/callEndedAt bracket virDomainMigrateToURI3 itself (ms precision), so the time around it can be told apart. */
+  migrate?: { startedAt: string; endedAt?: string; callStartedAt?: string; callEndedAt?: string; outcome?: 'completed' | 'failed'; error?: ErrorJSON; stats?: Record<string, number | string>; inForce?: InForce; paused?: boolean };
   recover?: { actions: string[]; guestOn: 'source' | 'destination' | 'nowhere' | 'unknown' };
   finish?: { persistent: boolean; sourceUndefined: boolean };
 }

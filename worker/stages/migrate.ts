@@ -187,6 +187,7 @@ export const migrateStage: Stage = {
     let stopped: 'cancelled' | 'timeout' | null = null;
     let failure: ErrorJSON | null = null;
     let final: Record<string, number | string> | null = null;
+    const call: { callStartedAt?: string; callEndedAt?: string } = {};
     try {
       mconn = await ctx.hypervisor.open(request.sourceUri, { timeoutMs: ctx.config.libvirt.connect_timeout });
       mdom = await mconn.lookupDomain(request.vm);
@@ -218,10 +219,12 @@ export const migrateStage: Stage = {
       try {
         // A cancel that came while the job was being set up: no libvirt job yet, so do not start one.
         if (ctx.control.cancelled) throw migrationError('CANCELLED', { name: request.vm });
+        call.callStartedAt = ctx.clock.now().toISOString();
         await mdom.migrateToURI3(request.destinationUri, paramsFor(ctx, persistentXml, bandwidth), flagsFor(ctx, flags));
       } catch (e) {
         failure = failureFor(ctx, ctx.control.cancelled ? 'cancelled' : (stopped ?? 'error'), errText(e));
       }
+      if (call.callStartedAt) call.callEndedAt = ctx.clock.now().toISOString();
     } finally {
       cleanups.forEach((c) => c());
       // After a success, JOB_COMPLETED may trail the call: give it a moment before unsubscribing.
@@ -234,9 +237,9 @@ export const migrateStage: Stage = {
     if (!startedAt) throw migrationError('INTERNAL', { detail: 'migration neither started nor failed' });
     const endedAt = ctx.clock.now().toISOString();
     const inForce = monitor ? { ...monitor.inForce } : undefined;
-    if (failure) return { next: 'recover', error: failure, results: { migrate: { startedAt, endedAt, outcome: 'failed', error: failure, ...(inForce ? { inForce } : {}) } }, detail: failure.reason };
+    if (failure) return { next: 'recover', error: failure, results: { migrate: { startedAt, endedAt, ...call, outcome: 'failed', error: failure, ...(inForce ? { inForce } : {}) } }, detail: failure.reason };
     const stats = final ?? (await completedStats(ctx));
     const detail = `libvirt reports the migration completed${stats ? `: ${summary(stats)}` : ''}${final ? ' (JOB_COMPLETED event)' : ''}`;
-    return { next: 'finish', results: { migrate: { startedAt, endedAt, outcome: 'completed', ...(stats ? { stats } : {}), ...(inForce ? { inForce } : {}) } }, detail };
+    return { next: 'finish', results: { migrate: { startedAt, endedAt, ...call, outcome: 'completed', ...(stats ? { stats } : {}), ...(inForce ? { inForce } : {}) } }, detail };
   },
 };
