@@ -93,24 +93,28 @@ const SCORED = ['completed', 'failed', 'delayed', 'prioritized'] as const;
  * waiting job by scanning the wait list (LPOS), which grows with the queue.
  * Here a job in no other state is waiting, so reading a task costs the same
  * with 100,000 queued as with ten. (Only the active list is scanned: it holds
- * the jobs workers run, a few.)
+ * the jobs workers run, a few.) One script rather than a pipeline: ioredis
+ * copies every script BullMQ defined onto each pipeline it makes, which cost
+ * GET /tasks/:id a quarter of its throughput (BENCHMARKS.md, figure 4).
  */
+const STATES = `
+local out = {}
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  local s = 'waiting'
+  if redis.call('ZSCORE', KEYS[1], id) then s = 'completed'
+  elseif redis.call('ZSCORE', KEYS[2], id) then s = 'failed'
+  elseif redis.call('ZSCORE', KEYS[3], id) then s = 'delayed'
+  elseif redis.call('ZSCORE', KEYS[4], id) then s = 'prioritized'
+  elseif redis.call('LPOS', KEYS[5], id) then s = 'active'
+  elseif redis.call('ZSCORE', KEYS[6], id) then s = 'waiting-children' end
+  out[i] = s
+end
+return out`;
+
 async function statesOf(client: Redis, queue: Queue<MigrationJobData>, ids: string[]): Promise<string[]> {
   const k = queue.keys;
-  const p = client.pipeline();
-  for (const id of ids) {
-    for (const s of SCORED) p.zscore(k[s]!, id);
-    p.lpos(k.active!, id).zscore(k['waiting-children']!, id);
-  }
-  const found = ((await p.exec()) ?? []).map(([err, v]) => {
-    if (err) throw err;
-    return v;
-  });
-  const names = [...SCORED, 'active', 'waiting-children'];
-  return ids.map((_, i) => {
-    const at = found.slice(i * names.length, (i + 1) * names.length).findIndex((v) => v !== null);
-    return at < 0 ? 'waiting' : names[at]!;
-  });
+  return (await client.eval(STATES, 6, ...SCORED.map((s) => k[s]!), k.active!, k['waiting-children']!, ...ids)) as string[];
 }
 
 export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, client: Redis, isReady: () => boolean, opts: TaskStoreOptions = {}): TaskStore {
