@@ -36,7 +36,12 @@ describe('foreignRequest()', () => {
     ['an IPv6 remote host, bracketed in the URI', request({ remoteHost: 'fd00::2', destinationUri: 'qemu+tcp://[fd00::2]/system' }), null],
     ['no request', undefined, 'it carries no request'],
     ['no VM', request({ vm: undefined }), 'it names no virtual machine'],
-    ['another source', request({ sourceUri: 'qemu+ssh://elsewhere/system' }), 'its source URI is not libvirt.source_uri'],
+    ['another host as the source: its own API shares the queue', request({ sourceUri: 'qemu+tcp://host3/system' }), null],
+    ['an IPv6 host as the source', request({ sourceUri: 'qemu+tcp://[fd00::3]/system' }), null],
+    ['a source of another shape', request({ sourceUri: 'qemu+ssh://elsewhere/system' }), 'its source URI is neither libvirt.source_uri nor libvirt.destination_uri_template with a host'],
+    ['libvirt ext transport as the source', request({ sourceUri: 'qemu+ext:///system?command=/usr/bin/id' }), 'its source URI is neither libvirt.source_uri nor libvirt.destination_uri_template with a host'],
+    ['the template with a path for a host as the source', request({ sourceUri: 'qemu+tcp://host3/system?command=/usr/bin/id#/system' }), 'its source URI is neither libvirt.source_uri nor libvirt.destination_uri_template with a host'],
+    ['the template with a user for a host as the source', request({ sourceUri: 'qemu+tcp://root@host3/system' }), 'its source URI is neither libvirt.source_uri nor libvirt.destination_uri_template with a host'],
     ['libvirt ext transport as the destination', request({ destinationUri: 'qemu+ext:///system?command=/usr/bin/id' }), 'its destination URI is not libvirt.destination_uri_template with its remote host'],
     ['another destination than its remote host', request({ destinationUri: 'qemu+tcp://host3/system' }), 'its destination URI is not libvirt.destination_uri_template with its remote host'],
     ['URI parameters in the remote host', request({ remoteHost: 'host2/system?command=/usr/bin/id#', destinationUri: 'qemu+tcp://host2/system?command=/usr/bin/id#/system' }), 'its remote host is not a host name or an IP address'],
@@ -51,7 +56,7 @@ describe('foreignRequest()', () => {
     const data = { request: request({ sourceUri: 'qemu+ext:///system?command=/bin/sh' }), checkpoint: { step: 'migrate', results: {}, history: [], slotWait: { reason: 'x', since: '' } } } as unknown as MigrationJobData;
     const r = refusal(data, libvirt as Config['libvirt'], now)!;
     expect(r.error.code).toBe('KMIG0208E');
-    expect(r.error.reason).toMatch(/^KMIG0208E: The migration job for lab-tiny was refused without contacting libvirt: its source URI is not libvirt.source_uri\./);
+    expect(r.error.reason).toMatch(/^KMIG0208E: The migration job for lab-tiny was refused without contacting libvirt: its source URI is neither libvirt.source_uri nor libvirt.destination_uri_template with a host\./);
     expect(r.checkpoint).toEqual({ step: 'done', results: {}, error: r.error, history: [{ at: now.toISOString(), stage: 'check', event: 'error', detail: r.error.reason }] });
     expect(refusal({ request: request() } as MigrationJobData, libvirt as Config['libvirt'], now)).toBeNull();
   });
