@@ -61,7 +61,7 @@ export async function machine(redisUrl: string): Promise<Machine> {
     redis,
     libvirt: versionOf(libvirt),
     qemu: versionOf(qemu),
-    virtualisation: detectVirtType() === 'kvm' ? 'KVM' : 'TCG (QEMU emulation, no usable /dev/kvm)',
+    virtualisation: detectVirtType() === 'kvm' ? 'KVM' : 'TCG (QEMU emulation: the lab finds no usable KVM here)',
   };
 }
 
