@@ -175,7 +175,7 @@ export const ROUTES: RouteDoc[] = [
     path: '/tasks/:id/events',
     tag: 'tasks',
     summary: "Follow a task's changes (server-sent events)",
-    description: 'event: task with the task JSON, first the current state, then the state whenever it changed (looked at every 250 ms), ending after the terminal status; a comment line every 15 s keeps proxies from closing it. At most api.streams_per_client open streams per client.',
+    description: 'event: task with the task JSON, first the current state, then the state whenever it changed (looked at every 100 ms), ending after the terminal status; a comment line every 15 s keeps proxies from closing it. At most api.streams_per_client open streams per client.',
     access: 'viewer',
     params: TaskParams,
     responses: {

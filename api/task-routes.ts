@@ -13,8 +13,11 @@ type Handler = (req: Request, res: Response) => Promise<void>;
 const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => h(req, res).catch(next);
 const TERMINAL = new Set(['finished', 'failed', 'killed']);
 
-/** How often an event stream looks at its task, and how often it says it is alive. */
-const STREAM_POLL_MS = 250;
+/**
+ * How often an event stream looks at its task, and how often it says it is alive.
+ * With the worker's progress_interval it bounds how old the progress a client sees can be.
+ */
+const STREAM_POLL_MS = 100;
 const STREAM_HEARTBEAT_MS = 15_000;
 
 export function addTaskRoutes(app: Express, deps: ApiDeps): void {
@@ -72,7 +75,7 @@ export function addTaskRoutes(app: Express, deps: ApiDeps): void {
     }),
   );
 
-  // Open streams per client: each one looks at its task every 250 ms, so their number is bounded.
+  // Open streams per client: each one looks at its task every 100 ms, so their number is bounded.
   const streams = new Map<string, number>();
   app.get(
     '/tasks/:id/events',
