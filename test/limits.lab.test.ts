@@ -78,6 +78,9 @@ beforeAll(async () => {
       // Above the outgoing limit, so the outgoing one is what keeps them apart.
       KVM_MIGRATE_LIMITS_INCOMING_PER_HOST: '3',
       KVM_MIGRATE_LIMITS_WAIT_POLL: '300',
+      // One job at a time per process: the two copies the limit lets run side by side are then
+      // necessarily in two processes, however the three happen to poll the queue.
+      KVM_MIGRATE_WORKER_CONCURRENCY: '1',
     },
     3,
   );
