@@ -10,7 +10,7 @@
  * (autocannon, in this process) are three processes; the rounds alternate
  * API and baseline so drift on a shared machine falls on both.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -18,7 +18,7 @@ import { loadConfig } from '../../shared/config.js';
 import { initialCheckpoint } from '../../shared/job.js';
 import { createQueue, JOB_NAME, jobOptions, vmLockKey } from '../../shared/queue.js';
 import { load, type LoadResult } from '../lib/load.js';
-import { benchToken, cpuMsOf, healthy, redisCpuMs, redisUrl, scratchDir, serviceEnv, startProc, type Proc } from '../lib/procs.js';
+import { benchToken, cpuMsOf, healthy, inScratch, redisCpuMs, redisUrl, serviceEnv, startProc, type Proc } from '../lib/procs.js';
 import { median, medianRatio, ms } from '../lib/stats.js';
 import type { Bench, BenchContext, Figure } from '../lib/types.js';
 import { dropPrefix, requestFor } from './fill.js';
@@ -212,9 +212,5 @@ async function measure(ctx: BenchContext, dir: string): Promise<Figure[]> {
 export const throughputBench: Bench = {
   name: 'api-throughput',
   lab: false,
-  async run(ctx) {
-    const dir = scratchDir();
-    mkdirSync(dir, { recursive: true });
-    return measure(ctx, dir);
-  },
+  run: (ctx) => inScratch((dir) => measure(ctx, dir)),
 };

@@ -6,7 +6,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -15,6 +15,14 @@ export const ROOT = new URL('../../', import.meta.url).pathname;
 /** A scratch directory under $TMPDIR for this run's logs and generated files. */
 export function scratchDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'kvm-migrate-bench-'));
+}
+
+/** Runs `fn` with a scratch directory, removed when it succeeds and kept (with the services' logs) when it fails. */
+export async function inScratch<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = scratchDir();
+  const out = await fn(dir);
+  rmSync(dir, { recursive: true, force: true });
+  return out;
 }
 
 export interface Proc {
