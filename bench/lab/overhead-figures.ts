@@ -50,8 +50,8 @@ function missedNote(m: Measured, extra: number, ratio: number): string {
   const top = [...PHASE_KEYS].sort((a, b) => phases[b]! - phases[a]!).slice(0, 4);
   const lv = (xs: (number | null)[]) => ms(median(xs.filter((x): x is number => x !== null)));
   return (
-    `kvm-migrate adds about ${ms(extra)} per migration (median of the pair differences) whatever the copy; the copy itself is the same ` +
-    `(libvirt's time_elapsed: ${lv(m.pairs.map((p) => p.virshLibvirtMs))} under virsh, ${lv(m.pairs.map((p) => p.apiLibvirtMs))} under kvm-migrate). ` +
+    `kvm-migrate adds about ${ms(extra)} per migration (median of the pair differences), about as much whatever the copy ` +
+    `(libvirt's own timing of the copy: ${lv(m.pairs.map((p) => p.virshLibvirtMs))} under virsh, ${lv(m.pairs.map((p) => p.apiLibvirtMs))} under kvm-migrate, whose processes share the two cores). ` +
     `Against ${ms(virsh)} of virsh that is ${((ratio - 1) * 100).toFixed(0)} %; for a migration of ${ms(extra / (RATIO_GOAL - 1))} or more it is within ` +
     `${Math.round((RATIO_GOAL - 1) * 100)} %, as the longer copy (48 MiB at 16 MiB/s, full runs) shows. Where it goes (figure 2): ${top.map((k) => `${k} ${ms(phases[k]!)}`).join(', ')}. ` +
     'virsh does none of that: no checks, no history, and its caller learns the end from its exit. Closing the gap for sub-second copies would take a cheaper check stage ' +

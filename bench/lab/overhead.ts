@@ -169,7 +169,7 @@ export const overheadBench: Bench = {
     const env = { svcs, conns, redis };
     try {
       const warmups = ctx.quick ? 0 : 3;
-      const tiny = await measure(ctx, env, GUEST_TINY, ctx.quick ? 1 : 6, warmups);
+      const tiny = await measure(ctx, env, GUEST_TINY, ctx.quick ? 1 : 8, warmups);
       const figures = [overheadFigure('overhead.e2e', tiny, warmups), serviceTimeFigure(tiny)];
       if (!ctx.quick) {
         await createFiller(conns);
