@@ -106,7 +106,7 @@ const POST_MISS =
 
 const GET_MISS =
   'A read of one task does two Redis round trips (the job\'s state, then its hash through BullMQ) behind authentication (the token\'s SHA-256), the cookie parser, helmet\'s headers and Express 5\'s router, and renders the task; the bare route does none of it. ' +
-  'This benchmark found the state read spending most of its time in ioredis copying the scripts BullMQ defines onto a new pipeline for every read; api/tasks.ts now reads the states with one Lua script, which took this figure from 0.36× to 0.44× (CPU per GET from about 390 to 300 µs). ' +
+  'This benchmark found the state read spending most of its time in ioredis copying the scripts BullMQ defines onto a new pipeline for every read; api/tasks.ts now reads the states with one Lua script, which took this figure from 0.36× to between 0.44× and 0.47× in the runs since (CPU per GET from about 390 to 285 µs). ' +
   'What would close the rest (about 35 µs of CPU per GET, by the profile): reading the state and the job\'s hash in the same script (one round trip instead of two, no BullMQ Job.fromId: about 20 µs); the remainder is what authentication (a SHA-256 per request, which keeps the token comparison constant-time), the security headers and the router cost against a bare route, and is kept on purpose.';
 
 async function measure(ctx: BenchContext, dir: string): Promise<Figure[]> {
