@@ -250,7 +250,9 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       await redis(() => requestTune(client, prefix, id, tuning, keep));
       return task;
     },
-    async enqueue(request, at, id = randomUUID()) {
+    async enqueue(request, at, given) {
+      // Only an Idempotency-Key's claim gives the id: a fresh one is nobody else's.
+      const id = given ?? randomUUID();
       const data: MigrationJobData = { request, checkpoint: initialCheckpoint(at) };
       // Indexed first: an entry whose add then fails or is refused is merely skipped when
       // read, while a job added without its entry would be missing from every listing.
@@ -266,7 +268,7 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
         // Another request refused under this id (an Idempotency-Key claimed twice) may have removed
         // the entry after it was written and before the job was there; entering it again now that
         // the job is there puts it back, and from now on the job keeps it.
-        if (created) await redis(() => index.add({ ...entry, createdMs })).catch(() => undefined);
+        if (created && given !== undefined) await redis(() => index.add({ ...entry, createdMs })).catch(() => undefined);
         const existing = created ? job : await redis(() => queue.getJob(String(job.id)));
         if (!existing) continue;
         // Refused (the VM has its task): this id names no task, and leaves no entry, unless a

@@ -374,7 +374,8 @@ describe('an index entry and the task it stands for', () => {
     });
     const b = createTaskStore(config, racing, r, () => r.status === 'ready');
     const at = Date.now();
-    const made = await b.enqueue(request('raced', 'h1', 'h6', at), new Date(at));
+    // The id comes from B's Idempotency-Key claim, as only such an id can be another request's too.
+    const made = await b.enqueue(request('raced', 'h1', 'h6', at), new Date(at), randomUUID());
     expect(made.created).toBe(true);
     expect(ids((await store.page(parseTaskListQuery({ vm: 'raced' }))).tasks)).toEqual([made.task.id]);
     // A's removal once B's job is there changes nothing.
