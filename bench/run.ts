@@ -19,7 +19,8 @@ const BENCHES: Bench[] = [...apiBenches, ...labBenches];
 
 const usage = () => `Usage: npm run bench [-- --quick] [-- --only NAME[,NAME…]]
 
-Measures kvm-migrate (figures of issue 7) and publishes them.
+Measures kvm-migrate against bare libvirt, raw BullMQ and a bare Express
+route, and how it scales, and publishes the figures.
 
   --quick         tiny iteration counts: proves every benchmark runs (CI);
                   prints the table, writes nothing into the repository

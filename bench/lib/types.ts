@@ -18,7 +18,7 @@ export interface Figure {
   data: Record<string, unknown>;
   /** Why a goal is missed and what would close it, or a caveat about the measurement. */
   note?: string;
-  /** The figure's number in issue 7's list (1 to 7): BENCHMARKS.md lists figures in that order. */
+  /** The figure's number (1 to 7): BENCHMARKS.md lists figures in that order. */
   figure?: number;
   /** How it was measured and what was compared side by side, for the notes in BENCHMARKS.md. */
   method?: string;
