@@ -4,7 +4,6 @@
  * requests (api/schemas.ts) and describe the answers
  * (api/response-schemas.ts). Nothing in it is written by hand twice.
  */
-import { readFileSync } from 'node:fs';
 import type { Express } from 'express';
 import { z } from 'zod';
 import { Catalogue, type ErrorKey } from '../shared/errors.js';
@@ -12,6 +11,7 @@ import { SESSION_COOKIE } from './auth.js';
 import { errorExample, errorText } from './openapi-examples.js';
 import * as R from './response-schemas.js';
 import { COMMON_ERRORS, ERROR_BODIES, ROUTES, type RouteDoc } from './routes-doc.js';
+import { packageVersion } from '../shared/version.js';
 import { MigrateBody, SessionBody, TuneBody } from './schemas.js';
 
 type Json = Record<string, unknown>;
@@ -190,18 +190,7 @@ export function openApiDocument(version: string, routes: RouteDoc[] = ROUTES): O
   };
 }
 
-/** The package's version, wherever this runs from (a checkout or dist/). */
-export function packageVersion(): string {
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'kvm-migrate' && pkg.version) return pkg.version;
-    } catch {
-      // try the next place
-    }
-  }
-  return 'unknown';
-}
+export { packageVersion };
 
 /** Serves the document, built once, on first request. */
 export function addOpenApiRoute(app: Express, version: () => string = packageVersion): void {

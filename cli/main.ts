@@ -3,7 +3,6 @@
  * returns the exit code (0 success, 1 migration failed or killed, 2 usage
  * error, 3 API unreachable or 5xx, 4 request refused, 130 interrupted).
  */
-import { readFileSync } from 'node:fs';
 import { follow } from './follow.js';
 import { ansi, finalSummary, listView, plain, policyRows, precheckBlocked, precheckReady, taskView, type Paint } from './format.js';
 import { commandHelp, toolHelp } from './help.js';
@@ -11,6 +10,7 @@ import { Api, CliFailure, EXIT, type Answer } from './http.js';
 import { parseCommandLine, usageHint, UsageError, type Options } from './options.js';
 import { listPeers } from './peers.js';
 import { isObject, isTask, type ErrorBody, type PrecheckAnswer, type Task } from './types.js';
+import { packageVersion } from '../shared/version.js';
 import { WatchView, type Out } from './view.js';
 
 export interface Io {
@@ -29,17 +29,7 @@ interface Ctx {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const enc = encodeURIComponent;
 
-function version(): string {
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'kvm-migrate' && pkg.version) return pkg.version;
-    } catch {
-      // try the next place
-    }
-  }
-  return 'unknown';
-}
+const version = packageVersion;
 
 const print = (ctx: Ctx, text: string) => ctx.io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 const printJson = (ctx: Ctx, v: unknown) => ctx.io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);

@@ -7,12 +7,10 @@
  * be cancelled.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detectVirtType, GUEST_TINY, labDir, labPaths } from '../lab/config.js';
-import { buildDirtyKernel } from '../lab/guests.js';
+import { GUEST_TINY } from '../lab/config.js';
+import { fillerConsole, fillerXml } from '../lab/filler.js';
 import { hostAddress, hostUri, labStatus, labUp, resetGuest } from '../lab/lab.js';
 import { createHypervisor } from '../shared/libvirt/index.js';
 import type { Connection } from '../shared/libvirt/types.js';
@@ -22,33 +20,12 @@ import { api, logsOf, startService, waitFor, waitTask, type Service, type Task }
 const hv = createHypervisor();
 const LIMIT = 2;
 const GUESTS = Array.from({ length: 5 }, (_, i) => `lab-limit-${i + 1}`);
-const consoleOf = (name: string) => path.join(labPaths(labDir()).consoles, `${name}.log`);
+const consoleOf = fillerConsole;
 const WAITING = 'waiting for a migration slot: 127.0.0.11 already has 2 outgoing migrations (limit 2)';
 /** The task fields this file reads beyond the helper's. */
 type FullTask = Omit<Task, 'history'> & { vm: string; attempts: number; queue_state: string; history: { at: string; stage: string; event: string; detail?: string }[] };
 let svc: Service;
 let h1: Connection;
-
-/**
- * A throw-away guest running the lab's dirty-memory kernel at rate 0: it fills
- * 48 MiB once and then idles, so each copy has real data to move (about 3 s at
- * 16 MiB/s) and copies overlap unless something keeps them apart.
- */
-async function fillerXml(name: string): Promise<string> {
-  const kernel = await buildDirtyKernel(labDir());
-  return `<domain type='${detectVirtType()}'>
-  <name>${name}</name>
-  <uuid>${randomUUID()}</uuid>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${kernel.path}</kernel><cmdline>rate_kib=0</cmdline></os>
-  <devices>
-    <serial type='file'><source path='${consoleOf(name)}' append='on'/><target port='0'/></serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>`;
-}
 
 async function removeFillers(): Promise<void> {
   for (const uri of [hostUri('host1'), hostUri('host2')]) {

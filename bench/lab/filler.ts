@@ -4,10 +4,7 @@
  * does), so a migration capped at a few MiB/s takes seconds, the same each time.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { detectVirtType, labDir, labPaths } from '../../lab/config.js';
-import { buildDirtyKernel } from '../../lab/guests.js';
+import { fillerConsole, fillerXml } from '../../lab/filler.js';
 import type { Connection } from '../../shared/libvirt/types.js';
 import { removeDomain } from '../../test/helpers/guests.js';
 import { waitFor } from '../../test/helpers/service.js';
@@ -17,23 +14,7 @@ export const FILLER = 'bench-filler';
 /** What the kernel fills, so what a pass has to copy at least. */
 export const FILLER_MIB = 48;
 
-const consoleOf = (name: string) => path.join(labPaths(labDir()).consoles, `${name}.log`);
-
-async function fillerXml(name: string): Promise<string> {
-  const kernel = await buildDirtyKernel(labDir());
-  return `<domain type='${detectVirtType()}'>
-  <name>${name}</name>
-  <uuid>${randomUUID()}</uuid>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${kernel.path}</kernel><cmdline>rate_kib=0</cmdline></os>
-  <devices>
-    <serial type='file'><source path='${consoleOf(name)}' append='on'/><target port='0'/></serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>`;
-}
+const consoleOf = fillerConsole;
 
 /** Defines and starts the filler on host1 (persistent, like the lab's guests) once it has filled its memory. */
 export async function createFiller(conns: Record<LabHost, Connection>, name = FILLER): Promise<void> {
