@@ -7,20 +7,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_DIRTY_RATE_MIBS, GUEST_DIRTY } from '../lab/config.js';
 import { hostAddress, hostUri, labUp, resetGuest } from '../lab/lab.js';
+import type { SeriesPoint } from '../shared/series.js';
 import { api, startService, TOKENS, waitTask, type Service } from './helpers/service.js';
 
 let svc: Service;
 
-interface Point {
-  t: number;
-  elapsedMs?: number;
-  percent: number;
-  dataRemaining?: number;
-  dataProcessed?: number;
-  dataTotal?: number;
-  memoryBps?: number;
-  iteration?: number;
-}
+/** A point as GET /tasks/:id/series answers it: the type the worker records. */
+type Point = SeriesPoint;
 
 beforeAll(async () => {
   await labUp();
