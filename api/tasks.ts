@@ -18,6 +18,7 @@ import { redisSeriesStore, type SeriesState } from '../shared/series.js';
 import { withTimeout } from '../shared/timeout.js';
 import { hostOfUri, normHost, parseMember, TaskIndex } from './task-index.js';
 import { readPage, type Page, type TaskListQuery } from './task-list.js';
+import { readTasks } from './task-read.js';
 
 export interface TaskStore {
   get(id: string): Promise<Task | null>;
@@ -85,38 +86,6 @@ async function snapshot(job: Job<MigrationJobData>, state?: string): Promise<Tas
   });
 }
 
-/** The states BullMQ keeps in sorted sets, in the order its getState looks; active is a list. */
-const SCORED = ['completed', 'failed', 'delayed', 'prioritized'] as const;
-
-/**
- * Jobs' states in one round trip, without BullMQ's getJobState: that finds a
- * waiting job by scanning the wait list (LPOS), which grows with the queue.
- * Here a job in no other state is waiting, so reading a task costs the same
- * with 100,000 queued as with ten. (Only the active list is scanned: it holds
- * the jobs workers run, a few.) One script rather than a pipeline: ioredis
- * copies every script BullMQ defined onto each pipeline it makes, which cost
- * GET /tasks/:id a quarter of its throughput (BENCHMARKS.md, figure 4).
- */
-const STATES = `
-local out = {}
-for i = 1, #ARGV do
-  local id = ARGV[i]
-  local s = 'waiting'
-  if redis.call('ZSCORE', KEYS[1], id) then s = 'completed'
-  elseif redis.call('ZSCORE', KEYS[2], id) then s = 'failed'
-  elseif redis.call('ZSCORE', KEYS[3], id) then s = 'delayed'
-  elseif redis.call('ZSCORE', KEYS[4], id) then s = 'prioritized'
-  elseif redis.call('LPOS', KEYS[5], id) then s = 'active'
-  elseif redis.call('ZSCORE', KEYS[6], id) then s = 'waiting-children' end
-  out[i] = s
-end
-return out`;
-
-async function statesOf(client: Redis, queue: Queue<MigrationJobData>, ids: string[]): Promise<string[]> {
-  const k = queue.keys;
-  return (await client.eval(STATES, 6, ...SCORED.map((s) => k[s]!), k.active!, k['waiting-children']!, ...ids)) as string[];
-}
-
 export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, client: Redis, isReady: () => boolean, opts: TaskStoreOptions = {}): TaskStore {
   const redis = guard(isReady);
   const prefix = config.redis.prefix;
@@ -138,20 +107,16 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     const job = await redis(() => queue.getJob(id));
     return job?.data?.request ? job : null;
   };
-  /** Tasks by id (null for none), their states read in one round trip. */
+  const readKeys = {
+    completed: queue.keys.completed!, failed: queue.keys.failed!, delayed: queue.keys.delayed!, prioritized: queue.keys.prioritized!,
+    active: queue.keys.active!, waitingChildren: queue.keys['waiting-children']!, job: (id: string) => queue.toKey(id), tomb: tombKey,
+  };
+  /** Tasks by id (null for none): state, job and tombstone of all of them in one round trip (task-read.ts). */
   const getMany = async (ids: string[]): Promise<(Task | null)[]> => {
     const valid = ids.filter((id) => UUID.test(id));
-    // State first, then the job: a job that ends in between is shown running with its latest
-    // data, never "finished" with data from before the end (attempts, final figures).
-    const states = new Map(valid.length ? (await redis(() => statesOf(client, queue, valid))).map((s, i) => [valid[i]!, s]) : []);
-    return Promise.all(
-      ids.map(async (id) => {
-        const state = states.get(id);
-        if (state === undefined) return null;
-        const job = await jobOf(id);
-        return job ? redis(() => snapshot(job, state)) : tomb(id);
-      }),
-    );
+    const read = valid.length ? await redis(() => readTasks(client, readKeys, valid)) : [];
+    const byId = new Map(valid.map((id, i) => [id, read[i] ?? null]));
+    return ids.map((id) => byId.get(id) ?? null);
   };
   const get = async (id: string): Promise<Task | null> => (await getMany([id]))[0] ?? null;
   const ended = (t: Task, what: string) => migrationError('TASK_ENDED', { id: t.id, status: t.status, what });
