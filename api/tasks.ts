@@ -222,23 +222,46 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
       // Indexed first: an entry whose add then fails or is refused is merely skipped when
       // read, while a job added without its entry would be missing from every listing.
       const entry = { id, createdMs: at.getTime(), vm: request.vm, sourceHost: hostOfUri(request.sourceUri), destinationHost: normHost(request.remoteHost) };
-      const createdMs = await redis(() => index.add(entry));
       // The job's creation time is the entry's, so created_at and the listing's order agree.
-      const options = { ...jobOptions(config, id, vmLockKey(request.sourceUri, request.vm)), timestamp: createdMs };
+      const add = (createdMs: number) => redis(() => queue.add(JOB_NAME, data, { ...jobOptions(config, id, vmLockKey(request.sourceUri, request.vm)), timestamp: createdMs }));
+      let createdMs = entry.createdMs;
+      let first: Job<MigrationJobData> | null = null;
+      if (given === undefined) {
+        // A fresh id is nobody else's, so its entry keeps this time: the entry and the add go out
+        // together, one round trip instead of two, and Redis runs them in that order (one connection).
+        const [entered, added] = await Promise.allSettled([redis(() => index.add(entry)), add(createdMs)]);
+        if (entered.status === 'rejected') {
+          // Never a job without its entry: entered again, or the job taken back out.
+          const job = added.status === 'fulfilled' && added.value.id === id ? added.value : null;
+          if (job) await redis(() => index.add(entry)).catch(async (e: unknown) => {
+            await redis(() => job.remove()).catch(() => undefined);
+            throw e;
+          });
+          else throw entered.reason;
+        }
+        if (added.status === 'rejected') throw added.reason;
+        first = added.value;
+      } else {
+        createdMs = await redis(() => index.add(entry));
+      }
       // The VM's running job can end or be cancelled between the refused add and reading it:
       // then the VM is free and the add is tried again.
       for (let round = 0; round < 3; round++) {
-        const job = await redis(() => queue.add(JOB_NAME, data, options));
+        const job = first ?? (await add(createdMs));
+        first = null;
         const created = job.id === id;
         // Another request refused under this id (an Idempotency-Key claimed twice) may have removed
         // the entry after it was written and before the job was there; entering it again now that
         // the job is there puts it back, and from now on the job keeps it.
         if (created && given !== undefined) await redis(() => index.add({ ...entry, createdMs })).catch(() => undefined);
-        const existing = created ? job : await redis(() => queue.getJob(String(job.id)));
+        // A job just created is waiting (no delay, no priority, a queue never paused): said so
+        // without asking Redis, as it was when added.
+        if (created) return { task: await snapshot(job, 'waiting'), created };
+        const existing = await redis(() => queue.getJob(String(job.id)));
         if (!existing) continue;
         // Refused (the VM has its task): this id names no task, and leaves no entry, unless a
         // request repairing the same claim has added its job meanwhile (the removal checks).
-        if (!created) await redis(() => index.remove([id])).catch(() => undefined);
+        await redis(() => index.remove([id])).catch(() => undefined);
         return { task: await redis(() => snapshot(existing)), created };
       }
       await redis(() => index.remove([id])).catch(() => undefined);
