@@ -171,6 +171,12 @@ export const schema = {
     },
     connect_timeout: millis('Longest wait in ms for a libvirt connection to open (reachability check).', 5000, 'KVM_MIGRATE_LIBVIRT_CONNECT_TIMEOUT'),
     lookup_timeout: millis('Longest wait in ms for the API to look a guest up on the source before answering 503.', 3000, 'KVM_MIGRATE_LIBVIRT_LOOKUP_TIMEOUT'),
+    idle_connection_timeout: {
+      doc: "How long in ms a worker keeps a libvirt connection no job uses, for the next job to the same host (with what it read of the host's capabilities); 0: every job opens and closes its own.",
+      format: (v: unknown) => (nonNegativeInt(v), v === 0 ? undefined : timerMs(v)),
+      default: 60000,
+      env: 'KVM_MIGRATE_LIBVIRT_IDLE_CONNECTION_TIMEOUT',
+    },
     keep_source_definition: {
       doc: 'Keep the (inactive) guest definition on the source after a successful migration instead of undefining it.',
       format: Boolean,
@@ -348,6 +354,7 @@ export interface Config {
     destination_uri_template: string;
     connect_timeout: number;
     lookup_timeout: number;
+    idle_connection_timeout: number;
     keep_source_definition: boolean;
   };
   api: { host: string; port: number; cors_origins: string[]; rate_limit: number; auth_failure_limit: number; streams_per_client: number; idempotency_ttl: number; public_origin: string };

@@ -14,10 +14,18 @@ const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 /** Pool types that are shared by construction even when the probe cannot create a volume. */
 const SHARED_POOL_TYPES = new Set(['netfs', 'iscsi', 'iscsi-direct', 'rbd', 'gluster', 'sheepdog', 'vstorage', 'mpath', 'scsi']);
 
+/** What a host is (its UUID, CPU architecture, hypervisor) does not change while a connection to it is open. */
+function fixedHostFacts(conn: Connection): Promise<Omit<HostFacts, 'freeMemoryBytes'>> {
+  return conn.remember('host-facts', async () => {
+    const [capsXml, hypervisor] = await Promise.all([conn.capabilities(), conn.hypervisorType()]);
+    const caps = parseCapabilities(capsXml);
+    return { uuid: caps.uuid, arch: caps.arch, hypervisor };
+  });
+}
+
 export async function hostFacts(conn: Connection): Promise<HostFacts> {
-  const [capsXml, hypervisor, freeMemoryBytes] = await Promise.all([conn.capabilities(), conn.hypervisorType(), conn.freeMemory()]);
-  const caps = parseCapabilities(capsXml);
-  return { uuid: caps.uuid, arch: caps.arch, hypervisor, freeMemoryBytes };
+  const [fixed, freeMemoryBytes] = await Promise.all([fixedHostFacts(conn), conn.freeMemory()]);
+  return { ...fixed, freeMemoryBytes };
 }
 
 async function clashes(dest: Connection, name: string, uuid: string): Promise<DomainClash[]> {

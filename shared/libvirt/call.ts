@@ -72,6 +72,9 @@ export class Caller implements ErrorSink {
   readonly #errors = new Attribution();
   /** Settles when the call queued last is done. */
   #tail: Promise<void> = Promise.resolve();
+  /** Calls queued or running, the long unqueued one included. */
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
 
   constructor(
     readonly lv: Libvirt,
@@ -80,6 +83,20 @@ export class Caller implements ErrorSink {
     readonly owner: object,
   ) {
     lv.routeErrors(conn, this);
+  }
+
+  /** Whether a call is queued or running on this connection (one may hang on a dead daemon). */
+  get busy(): boolean {
+    return this.#inFlight > 0;
+  }
+
+  /** Resolves once no call is queued or running (at once if none is). */
+  idle(): Promise<void> {
+    return this.#inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #left(): void {
+    if (--this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
   record(info: VirErrorInfo): void {
@@ -92,8 +109,13 @@ export class Caller implements ErrorSink {
   }
 
   /** As int(), but beside the queue: for the long call others must not wait behind. */
-  intUnqueued<A extends unknown[]>(fn: NativeFn<A, number>, ...args: A): Promise<number> {
-    return this.#run(fn, args, (rc) => rc < 0);
+  async intUnqueued<A extends unknown[]>(fn: NativeFn<A, number>, ...args: A): Promise<number> {
+    this.#inFlight++;
+    try {
+      return await this.#run(fn, args, (rc) => rc < 0);
+    } finally {
+      this.#left();
+    }
   }
 
   /** For unsigned results where 0 means failure (virNodeGetFreeMemory). */
@@ -120,10 +142,12 @@ export class Caller implements ErrorSink {
     const before = this.#tail;
     let done!: () => void;
     this.#tail = new Promise<void>((resolve) => (done = resolve));
-    await before;
+    this.#inFlight++;
     try {
+      await before;
       return await op();
     } finally {
+      this.#left();
       done();
     }
   }

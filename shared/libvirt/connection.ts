@@ -16,6 +16,8 @@ export class LibvirtConnection extends NativeHandle<ConnPtr> implements Connecti
   readonly uri: string;
   readonly #c: Caller;
   readonly #events: ConnectionEvents;
+  /** remember(): facts of the host computed once for this connection's life. */
+  readonly #facts = new Map<string, Promise<unknown>>();
 
   /** Takes ownership of `ptr`; `onClosed` runs once the pointer is closed (or finalized). */
   constructor(lv: Libvirt, ptr: ConnPtr, uri: string, onClosed: () => void) {
@@ -58,6 +60,31 @@ export class LibvirtConnection extends NativeHandle<ConnPtr> implements Connecti
   isAlive(): boolean {
     const p = this.peek();
     return p !== null && this.#c.lv.api.virConnectIsAlive(p) === 1;
+  }
+
+  isBusy(): boolean {
+    return this.#c.busy;
+  }
+
+  async whenIdle(withinMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), withinMs)));
+    try {
+      return await Promise.race([this.#c.idle().then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  remember<T>(key: string, compute: () => Promise<T>): Promise<T> {
+    let p = this.#facts.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = compute();
+      this.#facts.set(key, p);
+      // A failure is not a fact: the next caller asks again.
+      p.catch(() => this.#facts.delete(key));
+    }
+    return p;
   }
 
   capabilities(): Promise<string> {

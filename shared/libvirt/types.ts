@@ -115,6 +115,16 @@ export interface Connection {
   close(): Promise<void>;
   /** virConnectIsAlive: false once the transport is gone. */
   isAlive(): boolean;
+  /** A call made through this connection (or a domain, pool or volume from it) is still queued or running. */
+  isBusy(): boolean;
+  /** Waits (at most `withinMs`) until no call is queued or running: true once idle, false if one still is. */
+  whenIdle(withinMs: number): Promise<boolean>;
+  /**
+   * Facts about the host that hold for as long as this connection is open
+   * (its capabilities: UUID, architecture; the hypervisor type), computed at
+   * most once per connection. A failed computation is not remembered.
+   */
+  remember<T>(key: string, compute: () => Promise<T>): Promise<T>;
   capabilities(): Promise<string>;
   /** virConnectGetType, e.g. "QEMU". */
   hypervisorType(): Promise<string>;
