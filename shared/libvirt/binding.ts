@@ -8,6 +8,7 @@
  */
 import { callAsync, openConnection } from './call.js';
 import { LibvirtConnection } from './connection.js';
+import { watchDomains } from './domain-watch.js';
 import { LibvirtTimeoutError } from './errors.js';
 import { type ConnPtr, type Libvirt, loadLibvirt } from './ffi.js';
 import type { Connection, Hypervisor, OpenOptions } from './types.js';
@@ -117,6 +118,7 @@ export function createHypervisor(options: HypervisorOptions = {}): LibvirtHyperv
 
   return {
     open,
+    watchDomains: (uri, onEvent, opts) => watchDomains(loadLibvirt(), uri, onEvent, { timeoutMs: defaultTimeoutMs, ...opts }),
     stats: () => {
       const lv = loadLibvirt();
       return {

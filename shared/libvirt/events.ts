@@ -57,7 +57,7 @@ interface EventApi {
 let bound: EventApi | undefined;
 
 /** Prototype names are process-global in koffi, so this binds once. Needs loadLibvirt() first. */
-function bindEvents(): EventApi {
+export function bindEvents(): EventApi {
   if (bound) return bound;
   const lib = koffi.load('libvirt.so.0'); // the handle ffi.ts opened: dlopen counts references
   koffi.proto('void virConnectDomainEventGenericCallback(virConnectPtr conn, virDomainPtr dom, void *opaque)');

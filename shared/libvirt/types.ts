@@ -93,6 +93,33 @@ export interface OpenOptions {
 export interface Hypervisor {
   /** virConnectOpen(Auth), async, bounded by `timeoutMs`. */
   open(uri: string, opts?: OpenOptions): Promise<Connection>;
+  /**
+   * Watches every domain of `uri` over a connection of its own: lists them
+   * once, then reports each lifecycle change (VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+   * any domain) to `onEvent` on the JS main thread, in libvirt's order,
+   * until close(). Events from before the listing may still arrive after it:
+   * apply the listing first, then the events. Optional: a port without
+   * events (a test fake) leaves it out, and its users ask libvirt instead.
+   */
+  watchDomains?(uri: string, onEvent: (e: DomainLifecycle) => void, opts?: OpenOptions): Promise<DomainWatch>;
+}
+
+/** One lifecycle change of a watched host's domain. */
+export interface DomainLifecycle {
+  name: string;
+  uuid: string;
+  /** virDomainEventType by name: 'defined', 'undefined', 'started', 'stopped', ... ('event-N' for newer ones). */
+  event: string;
+  detail: number;
+}
+
+export interface DomainWatch {
+  /** Every domain (active and inactive) when the watch started: name → UUID. */
+  readonly listed: ReadonlyMap<string, string>;
+  /** false once the watch's connection is gone or closed: changes since then were not reported. */
+  isAlive(): boolean;
+  /** Stops the events and closes the connection; idempotent. */
+  close(): Promise<void>;
 }
 
 /**
