@@ -1,7 +1,8 @@
 /**
- * POST /vms/:name/migrate: validate, replay an Idempotency-Key's task, look
- * the VM up on the source (bounded), then either run the precheck (dry_run)
- * or enqueue the migration.
+ * POST /vms/:name/migrate: validate, replay an Idempotency-Key's task, check
+ * the VM is on the source, then either run the precheck (dry_run, on a handle
+ * looked up, bounded) or enqueue the migration (the source's known names
+ * answer, else a bounded lookup: source.ts).
  */
 import type { Express, NextFunction, Request, Response } from 'express';
 import { runChecks } from '../shared/checks/index.js';
@@ -76,10 +77,11 @@ export function addMigrateRoute(app: Express, deps: ApiDeps): void {
         return;
       }
       const destinations = peers.map((p) => p.host);
-      const domain = await deps.source.lookup(name);
-      if (!domain) throw migrationError('VM_NOT_FOUND', { name });
       const request = requestFor(deps, name, body, clock.now());
       if (body.dry_run) {
+        // The precheck reads the domain itself: a real handle, looked up.
+        const domain = await deps.source.lookup(name);
+        if (!domain) throw migrationError('VM_NOT_FOUND', { name });
         try {
           const report = await boundedChecks(config.stages.check_deadline, {
             hypervisor: deps.hypervisor,
@@ -102,7 +104,8 @@ export function addMigrateRoute(app: Express, deps: ApiDeps): void {
         }
         return;
       }
-      domain.free();
+      // Enqueueing needs only to know the VM is there: the source's known names, else a lookup.
+      if (!(await deps.source.exists(name))) throw migrationError('VM_NOT_FOUND', { name });
       const now = new Date(request.requestedAt);
       const out = key ? await deps.idempotency.once(scope, key, print, (id) => tasks.enqueue(request, now, id)) : { ...(await tasks.enqueue(request, now)), replayed: false };
       if (out.replayed) return void replayed(res, out.task);
