@@ -16,6 +16,7 @@ import { MigrateFlag, type Connection, type Hypervisor } from '../../shared/libv
 import type { Task } from '../../shared/task.js';
 import { migrationFlags } from '../../worker/stages/connect.js';
 import { api, startService, type Service } from '../../test/helpers/service.js';
+import { readEvents } from '../../test/helpers/sse.js';
 
 export type LabHost = 'host1' | 'host2';
 export const HOSTS: readonly LabHost[] = ['host1', 'host2'];
@@ -63,22 +64,36 @@ export interface ApiRun {
   task: Task;
 }
 
-/** POST /vms/:vm/migrate, then GET /tasks/:id every `pollMs` until the task leaves `running`. */
-export async function migrateByApi(svc: Service, vm: string, to: LabHost, opts: { pollMs: number; body?: Record<string, unknown> }): Promise<ApiRun> {
+/** How a client follows its task: its event stream (pushed), or GET /tasks/:id every `pollMs`. */
+export type Follow = 'events' | { pollMs: number };
+
+/** POST /vms/:vm/migrate, then follow the task until it leaves `running`. */
+export async function migrateByApi(svc: Service, vm: string, to: LabHost, opts: { follow: Follow; body?: Record<string, unknown> }): Promise<ApiRun> {
   const sentAt = wallNow();
   const post = await api(svc.url, 'POST', `/vms/${vm}/migrate`, { remote_host: hostAddress(to), ...opts.body });
   const postMs = wallNow() - sentAt;
   if (post.status !== 202) throw new Error(`POST /vms/${vm}/migrate answered ${post.status}: ${JSON.stringify(post.body)}`);
   const id = (post.body as Task).id;
+  const ended = (seenAt: number, task: Task): ApiRun => {
+    if (task.status !== 'finished') throw new Error(`task ${id} (${vm} to ${to}) ended ${task.status}: ${task.message}`);
+    return { ms: seenAt - sentAt, postMs, sentAt, seenAt, task };
+  };
+  if (opts.follow === 'events') {
+    // The stream ends itself after the terminal event; the time is taken when that event arrives.
+    let end: { at: number; task: Task } | null = null;
+    await readEvents(`${svc.url}/tasks/${id}/events`, (e) => {
+      const task = JSON.parse(e.data) as Task;
+      if (!end && task.status !== 'running') end = { at: wallNow(), task };
+    });
+    const seen = end as { at: number; task: Task } | null;
+    if (!seen) throw new Error(`task ${id}: its event stream ended without an end`);
+    return ended(seen.at, seen.task);
+  }
   for (;;) {
     const r = await api(svc.url, 'GET', `/tasks/${id}`);
     const task = r.body as Task;
-    if (r.status === 200 && task.status !== 'running') {
-      const seenAt = wallNow();
-      if (task.status !== 'finished') throw new Error(`task ${id} (${vm} to ${to}) ended ${task.status}: ${task.message}`);
-      return { ms: seenAt - sentAt, postMs, sentAt, seenAt, task };
-    }
-    await sleep(opts.pollMs);
+    if (r.status === 200 && task.status !== 'running') return ended(wallNow(), task);
+    await sleep(opts.follow.pollMs);
   }
 }
 

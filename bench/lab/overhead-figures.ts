@@ -8,7 +8,7 @@ const OUTSIDE_GOAL_MS = 100;
 const PHASE_KEYS = ['request', 'queue', 'check', 'connectPrepare', 'migrateSetup', 'migrateTeardown', 'finish', 'completion'] as const satisfies readonly (keyof Phases)[];
 
 export function overheadFigure(id: string, m: Measured, warmups: number, copy?: string): Figure {
-  const { pairs, plan, vm, pollMs } = m;
+  const { pairs, plan, vm } = m;
   const virsh = pairs.map((p) => p.virshMs);
   const kvm = pairs.map((p) => p.apiMs);
   const ratio = medianRatio(kvm, virsh);
@@ -31,14 +31,13 @@ export function overheadFigure(id: string, m: Measured, warmups: number, copy?: 
       medianExtraMs: extra,
       libvirtElapsedMedian: { virsh: lv(pairs.map((p) => p.virshLibvirtMs)), kvmMigrate: lv(pairs.map((p) => p.apiLibvirtMs)) },
       plan,
-      pollMs,
       warmupRoundTrips: warmups,
     },
     method:
       `${vm} between the two lab hosts. virsh migrate with the service's flags (live, p2p, tunnelled, persistent with the guest's persistent XML, undefine source), ` +
       `bandwidth ${plan.bandwidthMiBs === null ? 'unlimited' : `${plan.bandwidthMiBs} MiB/s`}, max downtime ${plan.maxDowntimeMs ?? "libvirt's default"} ms set on the first iteration event ` +
       'as the service\'s monitor does; timed from process start to exit. kvm-migrate: one service (API + worker) per source host, timed from the POST to ' +
-      `GET /tasks/:id answering finished (polled every ${pollMs} ms). Rounds of four migrations (A 1→2, B 2→1, B 1→2, A 2→1), A and B swapped each round: ` +
+      "the task's event stream (GET /tasks/:id/events, opened after the POST) delivering `finished`. Rounds of four migrations (A 1→2, B 2→1, B 1→2, A 2→1), A and B swapped each round: " +
       `each pair is one direction, each method first in half of them. ${warmups ? `${warmups} round trips through the services first, not counted.` : ''}`,
     ...(ratio > RATIO_GOAL ? { note: missedNote(m, extra, ratio) } : {}),
   };
@@ -54,9 +53,9 @@ function missedNote(m: Measured, extra: number, ratio: number): string {
     `(libvirt's own timing of the copy: ${lv(m.pairs.map((p) => p.virshLibvirtMs))} under virsh, ${lv(m.pairs.map((p) => p.apiLibvirtMs))} under kvm-migrate, whose processes share the two cores). ` +
     `Against ${ms(virsh)} of virsh that is ${((ratio - 1) * 100).toFixed(0)} %; for a migration of ${ms(extra / (RATIO_GOAL - 1))} or more it is within ` +
     `${Math.round((RATIO_GOAL - 1) * 100)} %, as the longer copy (48 MiB at 16 MiB/s, full runs) shows. Where it goes (figure 2): ${top.map((k) => `${k} ${ms(phases[k]!)}`).join(', ')}. ` +
-    'virsh does none of that: no checks, no history, and its caller learns the end from its exit. Closing the gap for sub-second copies would take a cheaper check stage ' +
-    "(it opens a source and a destination connection for the job and reads and parses both hosts' capabilities in full every time), the connect stage and the " +
-    'migrate call reusing those connections instead of opening their own, and pushing the end to clients instead of their polling; not skipping the checks.'
+    'virsh does none of that: no checks, no history, no queue, and its caller learns the end from its exit. Workers already reuse their libvirt connections ' +
+    "and what they read of each host's capabilities, and event streams are woken by the job's end; what is left is one Redis write per stage start and end, " +
+    'the checks themselves and the queue hand-offs, which are kept on purpose.'
   );
 }
 
@@ -82,6 +81,6 @@ export function serviceTimeFigure(m: Measured): Figure {
       'From the kvm-migrate runs of figure 1: the time from the POST to the client seeing `finished`, minus the virDomainMigrateToURI3 call, which the migrate stage brackets ' +
       "(callStartedAt/callEndedAt in its checkpoint, read from Redis). Phases from the task history (ms precision, the worker's clock, same machine): " +
       'request (POST sent → queued), queue (→ check start), check, connectPrepare (check done → migrate start: both stages and their saves), migrateSetup (→ the call: its own connection, the XML, the monitor), ' +
-      `migrateTeardown (the call → migrate done: final statistics, unsubscribing, closing), finish, completion (finish done → the client sees it, including up to ${m.pollMs} ms of polling).`,
+      'migrateTeardown (the call → migrate done: final statistics, unsubscribing, giving the connection back), finish, completion (finish done → the event stream delivers the end).',
   };
 }

@@ -23,8 +23,6 @@ import {
 import { createFiller, FILLER, FILLER_MIB, removeFiller } from './filler.js';
 import { overheadFigure, serviceTimeFigure } from './overhead-figures.js';
 
-/** How often the client asks for the task: the end is seen on average half of it (plus a GET) late. */
-const POLL_MS = 10;
 /** Between two migrations: libvirt tears the source's qemu down after the call returns. */
 const SETTLE_MS = 300;
 /** The bandwidth cap of the longer variant, for both sides. */
@@ -105,7 +103,6 @@ interface Env {
 
 export interface Measured {
   vm: string;
-  pollMs: number;
   plan: VirshPlan;
   pairs: Pair[];
   phases: Phases[];
@@ -122,7 +119,7 @@ async function measure(ctx: BenchContext, env: Env, vm: string, rounds: number, 
     let r: { ms: number; libvirtMs: number | null };
     if (m === 'api') {
       const svc = svcs.of(from);
-      const run = await migrateByApi(svc, vm, to, { pollMs: POLL_MS, body });
+      const run = await migrateByApi(svc, vm, to, { follow: 'events', body });
       const mig = (await checkpointOf(redis, svc, svcs.config, run.task.id))?.results.migrate;
       if (!mig?.callStartedAt || !mig.callEndedAt) throw new Error(`task ${run.task.id}: the checkpoint does not bracket the libvirt call`);
       phases.push(phasesOf(run, { start: Date.parse(mig.callStartedAt), end: Date.parse(mig.callEndedAt) }));
@@ -153,7 +150,7 @@ async function measure(ctx: BenchContext, env: Env, vm: string, rounds: number, 
     pairs.push(pair('host1→host2', a, m1, m3), pair('host2→host1', b, m2, m4));
     ctx.log(`overhead ${vm}: round ${r + 1}/${rounds}: ${pairs.slice(-2).map((p) => `${p.direction} virsh ${ms(p.virshMs)} kvm-migrate ${ms(p.apiMs)}`).join('; ')}`);
   }
-  return { vm, pollMs: POLL_MS, plan, pairs, phases };
+  return { vm, plan, pairs, phases };
 }
 
 export const overheadBench: Bench = {

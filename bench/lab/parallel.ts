@@ -53,14 +53,14 @@ interface Timed {
 async function sequential(svc: Service, names: string[]): Promise<Timed> {
   const per: number[] = [];
   for (const n of names) {
-    per.push((await migrateByApi(svc, n, 'host2', { pollMs: POLL_MS })).ms);
+    per.push((await migrateByApi(svc, n, 'host2', { follow: { pollMs: POLL_MS } })).ms);
     await sleep(SETTLE_MS);
   }
   return { totalMs: per.reduce((a, b) => a + b, 0), perMigrationMs: per };
 }
 
 async function parallel(svc: Service, names: string[], to: LabHost = 'host2'): Promise<Timed> {
-  const runs = await Promise.all(names.map((n) => migrateByApi(svc, n, to, { pollMs: POLL_MS })));
+  const runs = await Promise.all(names.map((n) => migrateByApi(svc, n, to, { follow: { pollMs: POLL_MS } })));
   const start = Math.min(...runs.map((r) => r.sentAt));
   const end = Math.max(...runs.map((r) => r.seenAt));
   await sleep(SETTLE_MS);

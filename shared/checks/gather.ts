@@ -132,37 +132,30 @@ export interface GatherInput {
   destination: Connection | { error: string };
 }
 
+type Settled<T> = { ok: true; value: T } | { ok: false; error: string };
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (e: unknown) => ({ ok: false as const, error: errText(e) }));
+
+async function destinationFacts(dest: Connection, uri: string, name: string, uuid: string): Promise<DestinationFacts> {
+  const [host, found] = await Promise.all([settle(hostFacts(dest)), settle(clashes(dest, name, uuid))]);
+  // Answered the open and then stopped answering.
+  if (!found.ok) return { reachable: false, uri, detail: found.error };
+  return { reachable: true, uri, host: host.ok ? host.value : null, ...(host.ok ? {} : { capsError: host.error }), clashes: found.value };
+}
+
 export async function gatherFacts(input: GatherInput): Promise<CheckFacts> {
   const { source, domain } = input;
-  const [state, xml] = await Promise.all([domain.state(), domain.xml()]);
-  const info = parseDomainXml(xml);
   const dest = 'error' in input.destination ? null : input.destination;
-
-  let sourceHost: HostFacts | null = null;
-  let sourceCapsError: string | undefined;
-  try {
-    sourceHost = await hostFacts(source);
-  } catch (e) {
-    sourceCapsError = errText(e);
-  }
-
-  let destination: DestinationFacts;
-  if (!dest) destination = { reachable: false, uri: input.destinationUri, detail: (input.destination as { error: string }).error };
-  else {
-    let host: HostFacts | null = null;
-    let capsError: string | undefined;
-    try {
-      host = await hostFacts(dest);
-    } catch (e) {
-      capsError = errText(e);
-    }
-    try {
-      destination = { reachable: true, uri: input.destinationUri, host, ...(capsError ? { capsError } : {}), clashes: await clashes(dest, info.name, info.uuid) };
-    } catch (e) {
-      // The destination answered the open and then stopped answering.
-      destination = { reachable: false, uri: input.destinationUri, detail: errText(e) };
-    }
-  }
+  // The two hosts answer on their own connections: ask both at once.
+  const [[state, xml], sourceFacts, destination] = await Promise.all([
+    Promise.all([domain.state(), domain.xml()]),
+    settle(hostFacts(source)),
+    dest
+      ? destinationFacts(dest, input.destinationUri, domain.name, domain.uuid)
+      : Promise.resolve<DestinationFacts>({ reachable: false, uri: input.destinationUri, detail: (input.destination as { error: string }).error }),
+  ]);
+  const info = parseDomainXml(xml);
+  const sourceHost = sourceFacts.ok ? sourceFacts.value : null;
+  const sourceCapsError = sourceFacts.ok ? undefined : sourceFacts.error;
 
   return {
     vm: { name: info.name, uuid: info.uuid, state: state.state, memoryKiB: info.memoryKiB, hostdevs: info.hostdevs, disks: await diskFacts(source, dest, xml) },
