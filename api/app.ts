@@ -26,6 +26,7 @@ import { addLoginRoutes, addSessionRoute, type SessionStore } from './session.js
 import type { SourceHost } from './source.js';
 import { addTaskListRoutes } from './task-list.js';
 import { addTaskRoutes } from './task-routes.js';
+import type { TaskSignals } from './task-events.js';
 import type { TaskStore } from './tasks.js';
 import { addVmRoutes } from './vms-route.js';
 
@@ -50,6 +51,8 @@ export interface ApiDeps {
   sessions: SessionStore;
   /** The migrations queue, for the dashboard at /admin/queues. */
   queue: Queue<MigrationJobData>;
+  /** Wakes event streams when their job changes (task-events.ts); without it they only look every 100 ms. */
+  signals?: TaskSignals;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;

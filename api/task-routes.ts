@@ -14,8 +14,8 @@ const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) =
 const TERMINAL = new Set(['finished', 'failed', 'killed']);
 
 /**
- * How often an event stream looks at its task, and how often it says it is alive.
- * With the worker's progress_interval it bounds how old the progress a client sees can be.
+ * How often an event stream looks at its task without being woken (task-events.ts wakes it
+ * at each BullMQ event of its job: progress, the end), and how often it says it is alive.
  */
 const STREAM_POLL_MS = 100;
 const STREAM_HEARTBEAT_MS = 15_000;
@@ -93,6 +93,8 @@ export function addTaskRoutes(app: Express, deps: ApiDeps): void {
       // Watch for the client going away before anything is awaited, or a stream could outlive it.
       let open = true;
       res.on('close', () => (open = false));
+      const woken = (taskId: string) => deps.signals?.next(taskId, STREAM_POLL_MS) ?? new Promise<void>((r) => setTimeout(r, STREAM_POLL_MS));
+      let changed = woken(id);
       const first = await tasks.get(id);
       if (!first) throw migrationError('TASK_NOT_FOUND', { id: id.slice(0, 64) });
       if (!open) return;
@@ -107,11 +109,13 @@ export function addTaskRoutes(app: Express, deps: ApiDeps): void {
       const heartbeat = setInterval(() => res.write(': alive\n\n'), STREAM_HEARTBEAT_MS);
       try {
         // A late client gets the current state first, then every change until the end.
+        // The wait is armed before each read, so a change during the read wakes the next wait.
         let task: Task | null = first;
         while (open && task) {
           send(task);
           if (TERMINAL.has(task.status)) break;
-          await new Promise((r) => setTimeout(r, STREAM_POLL_MS));
+          await changed;
+          changed = woken(id);
           task = await tasks.get(id).catch(() => task);
         }
       } finally {

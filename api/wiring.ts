@@ -14,6 +14,7 @@ import { createSessionStore } from './session.js';
 import { advertisedHost, advertisedPort, PeerDirectory, slpAdvertiser, slpDiscover, type Advertiser, type Discover } from './peers.js';
 import { createSourceHost } from './source.js';
 import { startBackfill } from './task-backfill.js';
+import { queueSignals } from './task-events.js';
 import { createTaskStore, guard } from './tasks.js';
 
 export interface WiredApi {
@@ -62,7 +63,8 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
   };
   const stored = redisMetrics(redis, config.redis.prefix, onceTtl(config));
   const metrics = createMetricsEndpoint({ read: () => stored.read(), queue: () => queueExposition(queue) });
-  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes, sessions, queue, metrics });
+  const signals = queueSignals(config, log);
+  const app = createApp({ config, hypervisor, source, tasks, idempotency, clock, log, redisReady: ready, peers, probes, sessions, queue, metrics, signals });
   return {
     app,
     peers,
@@ -97,6 +99,7 @@ export function wireApi(config: Config, log: Logger & { warn(o: object, m: strin
       peers.close();
       await advertiser?.stop().catch(() => undefined);
       await backfill.stop();
+      await signals.close();
       await queue.close().catch(() => undefined);
       redis.disconnect();
       await source.close();
