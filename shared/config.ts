@@ -255,7 +255,7 @@ export const schema = {
   },
   worker: {
     concurrency: { doc: 'Migrations one worker process runs at the same time.', format: positiveInt, default: 2, env: 'KVM_MIGRATE_WORKER_CONCURRENCY' },
-    progress_interval: millis('How often in ms the migrate stage samples libvirt job statistics; with the event stream looking every 100 ms, it bounds how old the progress a client sees can be (about this plus 100 ms).', 250, 'KVM_MIGRATE_WORKER_PROGRESS_INTERVAL'),
+    progress_interval: millis('How often in ms the migrate stage samples libvirt job statistics; event streams are woken by each sample, so it bounds how old the progress a client sees can be.', 250, 'KVM_MIGRATE_WORKER_PROGRESS_INTERVAL'),
     lock_duration: millis(
       "How long in ms a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it expires. Renewed every half of it while the worker lives.",
       30000,
