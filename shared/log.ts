@@ -33,12 +33,7 @@ export function createLogger(level: string, name: string, destination?: Destinat
       },
     },
   };
-  // Written synchronously: pino's default stdout stream hands every line to
-  // libuv's thread pool (an async fs.write), which cost each logged POST about
-  // 80 µs of CPU (BENCHMARKS.md, figure 4) and queued behind libvirt's calls on
-  // the same pool. One write(2) per line on the main thread is cheaper, and a
-  // line is out before the process can die with it still queued.
-  return pino(opts, destination ?? pino.destination({ dest: 1, sync: true }));
+  return destination ? pino(opts, destination) : pino(opts);
 }
 
 export const systemClock = { now: () => new Date() };
