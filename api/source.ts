@@ -34,6 +34,8 @@ const bounded = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
 
 /** Least time between two watches started, so a source that keeps failing is not hammered. */
 export const WATCH_RETRY_MS = 5000;
+/** Longest a watch may take to open and list the source's domains. */
+const WATCH_START_MS = 30_000;
 
 export interface SourceHostOptions {
   /** Clock for the watch's retry spacing (default: the system's). */
@@ -58,6 +60,11 @@ export function createSourceHost(config: Config, hypervisor: Hypervisor, opts: S
     lastWatchStart = now();
     const current: { view: VmNameView; watch: DomainWatch | null } = { view: new VmNameView(), watch: null };
     names = current;
+    // A watch that never finishes starting (a daemon that stopped answering) is given up, and
+    // closed if it starts later; lookups answer meanwhile, and another is tried.
+    setTimeout(() => {
+      if (names === current && !current.watch) names = null;
+    }, Math.max(WATCH_START_MS, config.libvirt.lookup_timeout)).unref();
     hypervisor.watchDomains(config.libvirt.source_uri, (e) => current.view.apply(e), { timeoutMs: config.libvirt.lookup_timeout }).then(
       (watch) => {
         // Dropped (or closed) while it was starting: nobody will read it.
