@@ -93,21 +93,28 @@ export function jsonOnly(req: Request, _res: Response, next: NextFunction) {
 export const jsonBody = (): RequestHandler => express.json({ limit: '16kb', strict: true });
 
 /** Everything after /health: who is asking (a bearer token or a session cookie), may they, and only then their body. */
+/** Runs `h` for writes only: reads are not rate-limited and carry no body, so they skip the work entirely. */
+const writesOnly =
+  (h: RequestHandler): RequestHandler =>
+  (req, res, next) =>
+    READS.has(req.method) ? next() : h(req, res, next);
+
 export function innerGuards(config: Config, auth: Authenticator): RequestHandler[] {
   return [
     cookieParser(),
     auth.authorize,
     refuseCrossSite(config),
-    rateLimit({
-      windowMs: 60_000,
-      limit: config.api.rate_limit,
-      skip: (req) => READS.has(req.method),
-      keyGenerator: (req) => req.principal?.name ?? 'anonymous',
-      standardHeaders: 'draft-7',
-      legacyHeaders: false,
-      handler: (_req, res, next) => next(migrationError('RATE_LIMITED', { limit: String(config.api.rate_limit), retry: String(res.getHeader('retry-after') ?? 60) })),
-    }),
+    writesOnly(
+      rateLimit({
+        windowMs: 60_000,
+        limit: config.api.rate_limit,
+        keyGenerator: (req) => req.principal?.name ?? 'anonymous',
+        standardHeaders: 'draft-7',
+        legacyHeaders: false,
+        handler: (_req, res, next) => next(migrationError('RATE_LIMITED', { limit: String(config.api.rate_limit), retry: String(res.getHeader('retry-after') ?? 60) })),
+      }),
+    ),
     jsonOnly,
-    jsonBody(),
+    writesOnly(jsonBody()),
   ];
 }
