@@ -208,8 +208,12 @@ export function keepRows(q: TaskListQuery, rows: (Task | null)[], budget: Filter
 export interface PageSource {
   /** Index members newest first, from a lex bound down to another, at most `count`. */
   range(set: IndexSet, from: string, to: string, count: number): Promise<string[]>;
-  /** The tasks of those members; null for one whose task is gone. */
-  rows(members: string[]): Promise<(Task | null)[]>;
+  /**
+   * The tasks of those members; null for one whose task is gone. With
+   * `statuses`, also null for one whose task cannot have any of them (its
+   * data is then not read).
+   */
+  rows(members: string[], statuses?: ReadonlySet<TaskStatus>): Promise<(Task | null)[]>;
 }
 
 export interface Page {
@@ -237,7 +241,7 @@ export async function readPage(src: PageSource, q: TaskListQuery, maxExamined = 
     if (want <= 0) return { tasks: out, next: last };
     const members = await src.range(set, from, to, want);
     if (!members.length) return { tasks: out, next: null };
-    const rows = await src.rows(members);
+    const rows = await src.rows(members, q.statuses);
     const keep = keepRows(q, rows, budget);
     for (let i = 0; i < members.length; i++) {
       examined++;

@@ -15,7 +15,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { MigrationJobData } from '../shared/job.js';
-import { toTask, type Task } from '../shared/task.js';
+import { toTask, type StateClass, type Task } from '../shared/task.js';
 
 /** The keys the script reads: BullMQ's state sets, and per id its job hash and tombstone. */
 export interface ReadKeys {
@@ -29,15 +29,23 @@ export interface ReadKeys {
   tomb(id: string): string;
 }
 
-/** KEYS[1..6]: the state sets (active is a list); then, per id (ARGV[i]), its job hash and its tombstone. */
+/**
+ * KEYS[1..6]: the state sets (active is a list); then, per id, its job hash and
+ * its tombstone. ARGV[1]: the state classes wanted ("completed", "failed",
+ * "other", comma-separated; empty: all), ARGV[2..]: the ids. A job of a class
+ * not wanted answers 'skip' without its hash: a listing filtered by status
+ * does not carry the data of every task it passes over.
+ */
 export const READ_TASKS = `
+local want = ARGV[1]
 local out = {}
-for i = 1, #ARGV do
+for i = 2, #ARGV do
   local id = ARGV[i]
-  local hash = redis.call('HGETALL', KEYS[5 + 2 * i])
-  if #hash == 0 then
-    local tomb = redis.call('GET', KEYS[6 + 2 * i])
-    if tomb then out[i] = {'tomb', tomb} else out[i] = {'none'} end
+  local j = i - 1
+  local jobKey = KEYS[5 + 2 * j]
+  if redis.call('EXISTS', jobKey) == 0 then
+    local tomb = redis.call('GET', KEYS[6 + 2 * j])
+    if tomb then out[j] = {'tomb', tomb} else out[j] = {'none'} end
   else
     local s = 'waiting'
     if redis.call('ZSCORE', KEYS[1], id) then s = 'completed'
@@ -46,13 +54,19 @@ for i = 1, #ARGV do
     elseif redis.call('ZSCORE', KEYS[4], id) then s = 'prioritized'
     elseif redis.call('LPOS', KEYS[5], id) then s = 'active'
     elseif redis.call('ZSCORE', KEYS[6], id) then s = 'waiting-children' end
-    out[i] = {'job', s, hash}
+    local class = 'other'
+    if s == 'completed' or s == 'failed' then class = s end
+    if want ~= '' and not string.find(',' .. want .. ',', ',' .. class .. ',', 1, true) then
+      out[j] = {'skip'}
+    else
+      out[j] = {'job', s, redis.call('HGETALL', jobKey)}
+    end
   end
 end
 return out`;
 
 /** One id's answer from READ_TASKS. */
-export type ReadReply = ['none'] | ['tomb', string] | ['job', string, string[]];
+export type ReadReply = ['none'] | ['skip'] | ['tomb', string] | ['job', string, string[]];
 
 const int = (v: string | undefined): number | undefined => {
   if (v === undefined || v === '') return undefined;
@@ -101,11 +115,16 @@ export function taskOfReply(id: string, reply: ReadReply): Task | null {
   return null;
 }
 
-/** The tasks of `ids` (each already a valid task id), in order, in one round trip. */
-export async function readTasks(client: Redis, k: ReadKeys, ids: readonly string[]): Promise<(Task | null)[]> {
+/**
+ * The tasks of `ids` (each already a valid task id), in order, in one round
+ * trip; with `classes`, a job of another class reads as null (tombstones
+ * always read: they are small, and the caller's filter sees their status).
+ */
+export async function readTasks(client: Redis, k: ReadKeys, ids: readonly string[], classes?: readonly StateClass[]): Promise<(Task | null)[]> {
   if (!ids.length) return [];
+  if (classes && classes.length === 0) return ids.map(() => null);
   const keys = [k.completed, k.failed, k.delayed, k.prioritized, k.active, k.waitingChildren];
   for (const id of ids) keys.push(k.job(id), k.tomb(id));
-  const replies = (await client.eval(READ_TASKS, keys.length, ...keys, ...ids)) as ReadReply[];
+  const replies = (await client.eval(READ_TASKS, keys.length, ...keys, (classes ?? []).join(','), ...ids)) as ReadReply[];
   return ids.map((id, i) => taskOfReply(id, replies[i] ?? ['none']));
 }

@@ -11,7 +11,7 @@ import type { Config } from '../shared/config.js';
 import { isMigrationError, migrationError } from '../shared/errors.js';
 import { initialCheckpoint, type MigrationJobData, type MigrationRequest } from '../shared/job.js';
 import { JOB_NAME, jobOptions, vmLockKey } from '../shared/queue.js';
-import { toTask, type Task } from '../shared/task.js';
+import { stateClassesFor, toTask, type StateClass, type Task, type TaskStatus } from '../shared/task.js';
 import { requestCancel, requestTune, type Tuning } from '../shared/control.js';
 import type { Redis } from 'ioredis';
 import { redisSeriesStore, type SeriesState } from '../shared/series.js';
@@ -124,9 +124,9 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     active: queue.keys.active!, waitingChildren: queue.keys['waiting-children']!, job: (id: string) => queue.toKey(id), tomb: tombKey,
   };
   /** Tasks by id (null for none): state, job and tombstone of all of them in one round trip (task-read.ts). */
-  const getMany = async (ids: string[]): Promise<(Task | null)[]> => {
+  const getMany = async (ids: string[], classes?: readonly StateClass[]): Promise<(Task | null)[]> => {
     const valid = ids.filter((id) => UUID.test(id));
-    const read = valid.length ? await redis(() => readTasks(client, readKeys, valid)) : [];
+    const read = valid.length ? await redis(() => readTasks(client, readKeys, valid, classes)) : [];
     const byId = new Map(valid.map((id, i) => [id, read[i] ?? null]));
     return ids.map((id) => byId.get(id) ?? null);
   };
@@ -153,9 +153,9 @@ export function createTaskStore(config: Config, queue: Queue<MigrationJobData>, 
     range: (...a: Parameters<TaskIndex['range']>) => redis(() => index.range(...a)),
     // An entry whose task is gone (removed with the retention, or never added) reads as null and
     // is skipped; so is one that is not the task's own (its creation time differs).
-    rows: async (members: string[]) => {
+    rows: async (members: string[], statuses?: ReadonlySet<TaskStatus>) => {
       const parsed = members.map(parseMember);
-      const tasks = await getMany(parsed.map((p) => p?.id ?? ''));
+      const tasks = await getMany(parsed.map((p) => p?.id ?? ''), statuses && stateClassesFor(statuses));
       return tasks.map((t, i) => (t && Date.parse(t.created_at) === parsed[i]?.createdMs ? t : null));
     },
   };

@@ -90,6 +90,18 @@ export function taskStatus(state: string, error: ErrorJSON | undefined): TaskSta
   }
 }
 
+/** taskStatus's partition of BullMQ states: completed, failed, and every state of a task not over yet. */
+export type StateClass = 'completed' | 'failed' | 'other';
+
+/** The state classes whose jobs can have one of `statuses` (the reverse of taskStatus). */
+export function stateClassesFor(statuses: ReadonlySet<TaskStatus>): StateClass[] {
+  const out: StateClass[] = [];
+  if (statuses.has('finished')) out.push('completed');
+  if (statuses.has('failed') || statuses.has('killed')) out.push('failed');
+  if (statuses.has('running')) out.push('other');
+  return out;
+}
+
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
 
 function asProgress(p: unknown): MigrationProgress | null {

@@ -12,7 +12,7 @@ import { readTasks, taskFromHash, type ReadKeys } from '../api/task-read.js';
 import { loadConfig } from '../shared/config.js';
 import { initialCheckpoint, type MigrationJobData, type MigrationRequest } from '../shared/job.js';
 import { apiRedis, createQueue, JOB_NAME } from '../shared/queue.js';
-import { toTask } from '../shared/task.js';
+import { toTask, type StateClass } from '../shared/task.js';
 
 const prefix = `kmtest-${randomUUID().slice(0, 8)}`;
 const config = loadConfig({ env: { KVM_MIGRATE_REDIS_PREFIX: prefix, KVM_MIGRATE_REDIS_URL: process.env.KVM_MIGRATE_REDIS_URL ?? 'redis://127.0.0.1:6379' } });
@@ -104,6 +104,14 @@ describe('readTasks against BullMQ on real Redis', () => {
     const read = await readTasks(redis, keys, ids);
     expect(read.map((t) => t?.status)).toEqual(['running', 'running', 'running', 'finished', 'failed']);
     for (const [i, id] of ids.entries()) expect(read[i], id).toEqual(await bullmqTask(id));
+
+    // A status filter's classes: jobs of other classes read as null, the rest exactly as unfiltered.
+    const only = async (classes: StateClass[]) => (await readTasks(redis, keys, ids, classes)).map((t, i) => (t ? (expect(t).toEqual(read[i]), t.status) : null));
+    expect(await only(['failed'])).toEqual([null, null, null, null, 'failed']);
+    expect(await only(['completed', 'failed'])).toEqual([null, null, null, 'finished', 'failed']);
+    expect(await only(['other'])).toEqual(['running', 'running', 'running', null, null]);
+    expect(await only(['other', 'completed', 'failed'])).toEqual(read.map((t) => t!.status));
+    expect(await only([])).toEqual([null, null, null, null, null]);
   });
 
   it('gives a removed job\'s tombstone, and null where there is nothing', async () => {
@@ -114,6 +122,8 @@ describe('readTasks against BullMQ on real Redis', () => {
     await redis.set(tombKey(id), JSON.stringify(killed));
     const nothing = randomUUID();
     expect(await readTasks(redis, keys, [id, nothing])).toEqual([killed, null]);
+    // A tombstone reads whatever the filter: it is small, and the listing's own filter sees its status.
+    expect(await readTasks(redis, keys, [id, nothing], ['completed'])).toEqual([killed, null]);
     expect(await readTasks(redis, keys, [])).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { migrationError } from '../shared/errors.js';
 import type { MigrationJobData } from '../shared/job.js';
-import { taskStatus, toTask, type JobSnapshot } from '../shared/task.js';
+import { stateClassesFor, taskStatus, toTask, type JobSnapshot, type StateClass, type TaskStatus } from '../shared/task.js';
 import * as R from '../api/response-schemas.js';
 
 const data: MigrationJobData = {
@@ -25,6 +25,20 @@ describe('BullMQ state to Kimchi status', () => {
     ['failed', migrationError('CANCELLED', { name: 'x' }).toJSON(), 'killed'],
   ] as const)('%s → %s', (state, error, want) => {
     expect(taskStatus(state, error)).toBe(want);
+  });
+});
+
+describe('state classes for a status filter (the reverse of taskStatus)', () => {
+  const states = ['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'paused', 'completed', 'failed'];
+  const errors = [undefined, migrationError('MIGRATION_FAILED', { name: 'x', detail: 'y' }).toJSON(), migrationError('CANCELLED', { name: 'x' }).toJSON()];
+  const classOf = (s: string): StateClass => (s === 'completed' || s === 'failed' ? s : 'other');
+  const all: TaskStatus[] = ['running', 'finished', 'failed', 'killed'];
+  // Every subset of the four statuses: the classes are exactly those of the states that can give one of them.
+  const subsets = Array.from({ length: 16 }, (_, m) => all.filter((_, i) => m & (1 << i)));
+  it.each(subsets.map((x) => [x.join(',') || '(none)', x] as const))('%s', (_name, statuses) => {
+    const want = new Set<StateClass>();
+    for (const s of states) for (const e of errors) if (statuses.includes(taskStatus(s, e))) want.add(classOf(s));
+    expect(new Set(stateClassesFor(new Set(statuses)))).toEqual(want);
   });
 });
 
