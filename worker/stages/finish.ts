@@ -14,13 +14,24 @@ export const finishStage: Stage = {
   async run(ctx) {
     const { request } = ctx;
     const uuid = ctx.checkpoint.results.check?.domainUuid;
-    const dst = await viewOn(await ctx.destination(), request.vm, uuid);
+    const source = await ctx.source();
+    // Two hosts, two connections: ask both at once. Nothing changes on the source unless the destination runs it.
+    const [dstAsked, srcAsked] = await Promise.allSettled([
+      (async () => viewOn(await ctx.destination(), request.vm, uuid))(),
+      uuid ? source.lookupDomainByUUID(uuid) : source.lookupDomain(request.vm),
+    ]);
+    const d = srcAsked.status === 'fulfilled' ? srcAsked.value : null;
+    if (dstAsked.status === 'rejected') {
+      d?.free();
+      throw dstAsked.reason;
+    }
+    if (srcAsked.status === 'rejected') throw srcAsked.reason;
+    const dst = dstAsked.value;
     if (!dst || !isActiveState(dst.state)) {
+      d?.free();
       throw migrationError('FINISH_FAILED', { name: request.vm, detail: `the destination reports it ${dst ? dst.state : 'missing'}` });
     }
-    const source = await ctx.source();
     let sourceUndefined = true;
-    const d = uuid ? await source.lookupDomainByUUID(uuid) : await source.lookupDomain(request.vm);
     if (d) {
       try {
         const { state } = await d.state();
