@@ -92,12 +92,13 @@ export function jsonOnly(req: Request, _res: Response, next: NextFunction) {
 /** Bodies: JSON only, at most 16 KiB. */
 export const jsonBody = (): RequestHandler => express.json({ limit: '16kb', strict: true });
 
-/** Everything after /health: who is asking (a bearer token or a session cookie), may they, and only then their body. */
 /** Runs `h` for writes only: reads are not rate-limited and carry no body, so they skip the work entirely. */
 const writesOnly =
   (h: RequestHandler): RequestHandler =>
   (req, res, next) =>
     READS.has(req.method) ? next() : h(req, res, next);
+
+/** Everything after /health: who is asking (a bearer token or a session cookie), may they, and only then their body. */
 
 export function innerGuards(config: Config, auth: Authenticator): RequestHandler[] {
   return [

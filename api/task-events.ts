@@ -13,6 +13,8 @@
 import { QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../shared/config.js';
+import { logOutages } from '../shared/queue.js';
+import { atMost } from '../shared/timeout.js';
 
 export interface TaskSignals {
   /**
@@ -26,7 +28,7 @@ export interface TaskSignals {
 /** Which BullMQ queue events concern a job's task. */
 export const TASK_EVENTS = ['progress', 'completed', 'failed', 'removed', 'delayed', 'active', 'waiting'] as const;
 
-export function queueSignals(config: Config, log: { warn(o: object, m: string): void }): TaskSignals {
+export function queueSignals(config: Config, log: { warn(o: object, m: string): void; info(o: object, m: string): void }): TaskSignals {
   const waiters = new Map<string, Set<() => void>>();
   let events: QueueEvents | null = null;
   let connection: Redis | null = null;
@@ -41,8 +43,10 @@ export function queueSignals(config: Config, log: { warn(o: object, m: string): 
     if (events || closed) return;
     // Blocking reads: no per-command timeout and no retry cap, unlike the API's request connection.
     connection = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(times * 200, 2000) });
+    // An outage is logged once when it starts and once when it ends, not at every reconnect attempt.
+    logOutages(connection, log, 'event streams look at their task every 100 ms until it is back');
     events = new QueueEvents(config.redis.queue, { connection, prefix: config.redis.prefix });
-    events.on('error', (e) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'queue events (event streams fall back to looking every 100 ms)'));
+    events.on('error', () => undefined);
     for (const name of TASK_EVENTS) events.on(name, wake as never);
   };
   return {
@@ -65,7 +69,8 @@ export function queueSignals(config: Config, log: { warn(o: object, m: string): 
       closed = true;
       for (const set of waiters.values()) for (const w of set) w();
       waiters.clear();
-      await events?.close().catch(() => undefined);
+      // BullMQ's close waits for a first connection that never comes while Redis is down: bounded.
+      if (events) await atMost(events.close(), 1000);
       connection?.disconnect();
       events = null;
       connection = null;

@@ -9,8 +9,8 @@ import { ConnectionPool } from '../shared/libvirt/pool.js';
 
 const TEST_URI = 'test:///default';
 const pools: ConnectionPool[] = [];
-const pool = (inner: Hypervisor, idleMs = 60_000, maxIdlePerUri = 4) => {
-  const p = new ConnectionPool(inner, { idleMs, maxIdlePerUri });
+const pool = (inner: Hypervisor, idleMs = 60_000, maxIdlePerUri = 4, maxAgeMs?: number) => {
+  const p = new ConnectionPool(inner, { idleMs, maxIdlePerUri, ...(maxAgeMs !== undefined ? { maxAgeMs } : {}) });
   pools.push(p);
   return p;
 };
@@ -90,7 +90,7 @@ describe('against libvirt (test:///default)', () => {
 });
 
 /** A connection whose transport and pending calls the test decides; only what the pool reads. */
-function fakeConn(uri: string, state: { alive: boolean; busy: boolean }) {
+function fakeConn(uri: string, state: { alive: boolean; busy: boolean; registering?: Promise<void> }) {
   const log: string[] = [];
   const unsubscribed: number[] = [];
   let subs = 0;
@@ -103,6 +103,7 @@ function fakeConn(uri: string, state: { alive: boolean; busy: boolean }) {
     hostname: async () => 'h',
     onMigrationEvents: async () => {
       const n = ++subs;
+      await state.registering;
       return async () => void unsubscribed.push(n);
     },
   } as unknown as Connection;
@@ -111,10 +112,10 @@ function fakeConn(uri: string, state: { alive: boolean; busy: boolean }) {
 
 function fakeHypervisor() {
   const made: ReturnType<typeof fakeConn>[] = [];
-  const states: { alive: boolean; busy: boolean }[] = [];
+  const states: { alive: boolean; busy: boolean; registering?: Promise<void> }[] = [];
   const hv: Hypervisor = {
     open: async (uri) => {
-      const s = { alive: true, busy: false };
+      const s: { alive: boolean; busy: boolean; registering?: Promise<void> } = { alive: true, busy: false };
       states.push(s);
       const c = fakeConn(uri, s);
       made.push(c);
@@ -177,6 +178,47 @@ describe('give-back rules', () => {
     await new Promise((r) => setTimeout(r, 80));
     expect(f.made[0]!.log).toEqual(['closed']);
     expect(p.stats.idle).toBe(0);
+  });
+
+  it('a connection with a call hung behind its subscriptions is closed at once, not unsubscribed through the queue', async () => {
+    const f = fakeHypervisor();
+    const p = pool(f.hv);
+    const lease = await p.open('u');
+    await lease.onMigrationEvents({} as never, {});
+    f.states[0]!.busy = true; // a call that never returns: an unsubscribe would queue behind it
+    await lease.close();
+    expect(f.made[0]!.log).toEqual(['closed']);
+    expect(f.made[0]!.unsubscribed).toEqual([]);
+  });
+
+  it('a subscription still registering when the lease is given back is ended, and the caller told', async () => {
+    const f = fakeHypervisor();
+    const p = pool(f.hv);
+    const lease = await p.open('u');
+    let registered!: () => void;
+    f.states[0]!.registering = new Promise((r) => (registered = r));
+    const sub = lease.onMigrationEvents({} as never, {});
+    const closed = lease.close();
+    registered();
+    await expect(sub).rejects.toBeInstanceOf(HandleReleasedError);
+    await closed;
+    expect(f.made[0]!.unsubscribed).toEqual([1]);
+  });
+
+  it('a connection older than maxAgeMs is neither kept nor lent', async () => {
+    const f = fakeHypervisor();
+    const p = pool(f.hv, 60_000, 4, 40);
+    const a = await p.open('u');
+    await a.close();
+    expect(p.stats.idle).toBe(1); // young enough when given back
+    await new Promise((r) => setTimeout(r, 60));
+    await (await p.open('u')).close();
+    expect(f.made[0]!.log).toEqual(['closed']);
+    expect(p.stats).toMatchObject({ opened: 2, reused: 0 });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(f.made[1]!.log).toEqual([]); // idle, not lent: the next open closes it
+    await p.open('u');
+    expect(f.made[1]!.log).toEqual(['closed']);
   });
 
   it("ends the holder's event subscriptions before the next holder gets the connection", async () => {

@@ -16,7 +16,7 @@ const prefix = `kmtest-${randomUUID().slice(0, 8)}`;
 const config = loadConfig({ env: { KVM_MIGRATE_REDIS_URL: url, KVM_MIGRATE_REDIS_PREFIX: prefix, KVM_MIGRATE_REDIS_QUEUE: 'signals' } });
 const conn = new Redis(url, { maxRetriesPerRequest: null });
 const queue = new Queue('signals', { connection: conn, prefix });
-const signals = queueSignals(config, { warn: () => undefined });
+const signals = queueSignals(config, { warn: () => undefined, info: () => undefined });
 const FALLBACK_MS = 20_000;
 
 /** Which settles first: the wait, or `ms`. */
@@ -58,8 +58,22 @@ describe('task signals', () => {
     expect(await outcome(wait, 3000)).toBe('woken');
   });
 
+  it('with Redis unreachable: waits end at their fallback, the outage is logged once, close() is bounded', async () => {
+    const down = loadConfig({ env: { KVM_MIGRATE_REDIS_URL: 'redis://127.0.0.1:1', KVM_MIGRATE_REDIS_PREFIX: prefix } });
+    const warned: string[] = [];
+    const own = queueSignals(down, { warn: (_o, m) => void warned.push(m), info: () => undefined });
+    const wait = own.next('x', 300);
+    expect(await outcome(wait, 100)).toBe('still waiting');
+    expect(await outcome(wait, 3000)).toBe('woken');
+    await new Promise((r) => setTimeout(r, 2500)); // several reconnect attempts
+    expect(warned).toHaveLength(1);
+    const t = Date.now();
+    await own.close();
+    expect(Date.now() - t).toBeLessThan(2000);
+  });
+
   it('close() ends every wait at once', async () => {
-    const own = queueSignals(config, { warn: () => undefined });
+    const own = queueSignals(config, { warn: () => undefined, info: () => undefined });
     const waits = [own.next('x', FALLBACK_MS), own.next('y', FALLBACK_MS)];
     await own.close();
     expect(await outcome(Promise.all(waits).then(() => undefined), 1000)).toBe('woken');

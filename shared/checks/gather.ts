@@ -146,13 +146,17 @@ export async function gatherFacts(input: GatherInput): Promise<CheckFacts> {
   const { source, domain } = input;
   const dest = 'error' in input.destination ? null : input.destination;
   // The two hosts answer on their own connections: ask both at once.
-  const [[state, xml], sourceFacts, destination] = await Promise.all([
-    Promise.all([domain.state(), domain.xml()]),
+  // Every branch settles before this returns: the caller closes the destination right after.
+  const [guest, sourceFacts, destination] = await Promise.all([
+    Promise.all([domain.state(), domain.xml()]).then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error })),
     settle(hostFacts(source)),
     dest
       ? destinationFacts(dest, input.destinationUri, domain.name, domain.uuid)
       : Promise.resolve<DestinationFacts>({ reachable: false, uri: input.destinationUri, detail: (input.destination as { error: string }).error }),
   ]);
+  // The guest's own error, as libvirt gave it: the runner's retry policy reads its code.
+  if (!guest.ok) throw guest.error;
+  const [state, xml] = guest.value;
   const info = parseDomainXml(xml);
   const sourceHost = sourceFacts.ok ? sourceFacts.value : null;
   const sourceCapsError = sourceFacts.ok ? undefined : sourceFacts.error;

@@ -24,6 +24,12 @@ export interface PoolOptions {
   /** Idle connections kept per URI at most; more are closed when given back. */
   maxIdlePerUri: number;
   /**
+   * Oldest a connection may be and still be lent (default 10 min): one that
+   * keeps being reused would otherwise never be opened again, and a host
+   * name that moved would keep pointing at the old host here.
+   */
+  maxAgeMs?: number;
+  /**
    * How long a give-back waits for calls still running on the connection
    * (a handle's free() is a call too) before closing it instead. Default 1 s:
    * libvirt answers in milliseconds, and a call hung on a dead daemon never.
@@ -36,6 +42,8 @@ interface Idle {
   timer: NodeJS.Timeout;
 }
 
+const DEFAULT_MAX_AGE_MS = 10 * 60_000;
+
 export interface PoolStats {
   opened: number;
   reused: number;
@@ -44,6 +52,8 @@ export interface PoolStats {
 
 export class ConnectionPool implements Hypervisor {
   readonly #idle = new Map<string, Idle[]>();
+  /** When each connection the pool opened was opened. */
+  readonly #openedAt = new WeakMap<Connection, number>();
   #closed = false;
   #opened = 0;
   #reused = 0;
@@ -65,15 +75,16 @@ export class ConnectionPool implements Hypervisor {
     // Most recently given back first: the least likely to have gone stale.
     for (let e = list.pop(); e; e = list.pop()) {
       clearTimeout(e.timer);
-      if (e.conn.isAlive() && !e.conn.isBusy()) {
+      if (e.conn.isAlive() && !e.conn.isBusy() && !this.#tooOld(e.conn)) {
         this.#reused++;
-        return new Lease(e.conn, (c) => this.#giveBack(key, c));
+        return new Lease(e.conn, (c, end) => this.#giveBack(key, c, end));
       }
       void e.conn.close().catch(() => undefined);
     }
     const conn = await this.inner.open(uri, opts);
+    this.#openedAt.set(conn, Date.now());
     this.#opened++;
-    return new Lease(conn, (c) => this.#giveBack(key, c));
+    return new Lease(conn, (c, end) => this.#giveBack(key, c, end));
   }
 
   /** Closes every idle connection; connections lent out close when given back. */
@@ -84,17 +95,29 @@ export class ConnectionPool implements Hypervisor {
     await Promise.all(all.map((e) => (clearTimeout(e.timer), e.conn.close().catch(() => undefined))));
   }
 
-  async #giveBack(key: string, conn: Connection): Promise<void> {
-    const wanted = () => !this.#closed && this.opts.idleMs > 0 && (this.#idle.get(key)?.length ?? 0) < this.opts.maxIdlePerUri;
-    const keep = wanted() && (await conn.whenIdle(this.opts.settleMs ?? 1000)) && wanted() && conn.isAlive();
-    if (!keep) return conn.close();
+  #tooOld(conn: Connection): boolean {
+    return Date.now() - (this.#openedAt.get(conn) ?? 0) > (this.opts.maxAgeMs ?? DEFAULT_MAX_AGE_MS);
+  }
+
+  /**
+   * Kept only if wanted, alive, and idle within settleMs. Not idle (a call hung
+   * on a dead daemon): closed without ending the subscriptions first, since
+   * their deregistration would queue behind that call for ever; closing ends
+   * them without queueing.
+   */
+  async #giveBack(key: string, conn: Connection, endSubscriptions: () => Promise<void>): Promise<void> {
+    const wanted = () => !this.#closed && this.opts.idleMs > 0 && (this.#idle.get(key)?.length ?? 0) < this.opts.maxIdlePerUri && conn.isAlive() && !this.#tooOld(conn);
+    if (!wanted() || !(await conn.whenIdle(this.opts.settleMs ?? 1000))) return conn.close();
+    // The next holder must not receive this holder's events.
+    await endSubscriptions();
+    if (!wanted()) return conn.close();
     const list = this.#idle.get(key) ?? [];
     const timer = setTimeout(() => {
       const at = list.findIndex((e) => e.conn === conn);
       if (at >= 0) list.splice(at, 1);
       void conn.close().catch(() => undefined);
     }, this.opts.idleMs);
-    // An idle connection must not keep the process alive.
+    // The timer alone must not keep the process alive (libvirt's event loop, running while any connection is open, does).
     timer.unref();
     list.push({ conn, timer });
     this.#idle.set(key, list);
@@ -110,7 +133,8 @@ class Lease implements Connection {
 
   constructor(
     conn: Connection,
-    private readonly giveBack: (conn: Connection) => Promise<void>,
+    /** Gives the connection back; `endSubscriptions` before anyone else may have it. */
+    private readonly giveBack: (conn: Connection, endSubscriptions: () => Promise<void>) => Promise<void>,
   ) {
     this.#conn = conn;
     this.uri = conn.uri;
@@ -126,9 +150,7 @@ class Lease implements Connection {
       const conn = this.#conn;
       this.#conn = null;
       if (!conn) return;
-      // The next holder must not receive this holder's events.
-      await Promise.all([...this.#subscriptions].map((off) => off().catch(() => undefined)));
-      await this.giveBack(conn);
+      await this.giveBack(conn, async () => void (await Promise.all([...this.#subscriptions].map((off) => off().catch(() => undefined)))));
     })();
     return this.#closing;
   }
@@ -171,6 +193,11 @@ class Lease implements Connection {
 
   async onMigrationEvents(domain: Domain, handlers: MigrationEventHandlers): Promise<() => Promise<void>> {
     const off = await this.#call((c) => c.onMigrationEvents(domain, handlers));
+    // Given back while registering: the subscription must not stay with the connection.
+    if (this.#conn === null) {
+      await off().catch(() => undefined);
+      throw new HandleReleasedError('connection handle was already released');
+    }
     let ended: Promise<void> | null = null;
     const unsubscribe = () => {
       ended ??= (this.#subscriptions.delete(unsubscribe), off());
