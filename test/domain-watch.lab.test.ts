@@ -13,7 +13,8 @@ import { GUEST_DISK } from '../lab/config.js';
 import { fillerXml } from '../lab/filler.js';
 import { hostUri, killHost, labUp, resetGuest, startHost } from '../lab/lab.js';
 import { loadConfig } from '../shared/config.js';
-import { type Connection, createHypervisor, type DomainLifecycle, type DomainWatch, type Hypervisor } from '../shared/libvirt/index.js';
+import { countedHypervisor } from './helpers/counted-hypervisor.js';
+import { type Connection, createHypervisor, type DomainLifecycle } from '../shared/libvirt/index.js';
 
 const hv = createHypervisor();
 let h1: Connection;
@@ -64,26 +65,7 @@ describe('watchDomains on lab host1', () => {
 });
 
 describe('the API\'s source host over lab host1', () => {
-  function counted() {
-    const stats = { lookups: 0, watches: [] as DomainWatch[] };
-    const hypervisor: Hypervisor = {
-      async open(uri, opts) {
-        const c = await hv.open(uri, opts);
-        const lookupDomain = c.lookupDomain.bind(c);
-        c.lookupDomain = (n: string) => {
-          stats.lookups++;
-          return lookupDomain(n);
-        };
-        return c;
-      },
-      async watchDomains(uri, onEvent, opts) {
-        const w = await hv.watchDomains!(uri, onEvent, opts);
-        stats.watches.push(w);
-        return w;
-      },
-    };
-    return { hypervisor, stats };
-  }
+  const counted = () => countedHypervisor(hv);
   const config = loadConfig({ env: { KVM_MIGRATE_LIBVIRT_SOURCE_URI: hostUri('host1'), KVM_MIGRATE_LIBVIRT_LOOKUP_TIMEOUT: '10000' } });
 
   it('knows a guest defined on host1 without a lookup, and asks libvirt once it is undefined', async () => {

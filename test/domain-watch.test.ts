@@ -11,7 +11,8 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSourceHost, WATCH_RETRY_MS } from '../api/source.js';
 import { loadConfig } from '../shared/config.js';
-import { type Connection, createHypervisor, type DomainLifecycle, type DomainWatch, type Hypervisor } from '../shared/libvirt/index.js';
+import { countedHypervisor } from './helpers/counted-hypervisor.js';
+import { type Connection, createHypervisor, type DomainLifecycle } from '../shared/libvirt/index.js';
 
 const TEST_URI = 'test:///default';
 const hv = createHypervisor();
@@ -78,27 +79,7 @@ describe('watchDomains (test:///default)', () => {
 });
 
 describe('source host: is the VM there', () => {
-  /** The real binding, counting the lookups made through the connections it opens, and handing out its watches. */
-  function counted() {
-    const stats = { lookups: 0, watches: [] as DomainWatch[] };
-    const hypervisor: Hypervisor = {
-      async open(uri, opts) {
-        const c = await hv.open(uri, opts);
-        const lookupDomain = c.lookupDomain.bind(c);
-        c.lookupDomain = (name: string) => {
-          stats.lookups++;
-          return lookupDomain(name);
-        };
-        return c;
-      },
-      async watchDomains(uri, onEvent, opts) {
-        const w = await hv.watchDomains!(uri, onEvent, opts);
-        stats.watches.push(w);
-        return w;
-      },
-    };
-    return { hypervisor, stats };
-  }
+  const counted = () => countedHypervisor(hv);
   const config = loadConfig({ env: { KVM_MIGRATE_LIBVIRT_SOURCE_URI: TEST_URI } });
 
   it('answers from the watched names, asks libvirt for any other, and never trusts them to say no', async () => {
