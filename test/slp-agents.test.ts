@@ -151,7 +151,7 @@ describe('SLP agents between two network namespaces', () => {
   it('100,000 random and mutated datagrams do not crash or stall the service agent', async () => {
     const sa = await startSa(NS_B, B[0], ['service:wokd://kimchi-b.example:8001']);
     const COUNT = 100_000;
-    const f = run(NS_A, { SLP_ROLE: 'fuzz', SLP_FUZZ: JSON.stringify({ to: B[0], port: 427, count: COUNT, seed: 0x51d, pauseMs: 4 }) });
+    const f = run(NS_A, { SLP_ROLE: 'fuzz', SLP_FUZZ: JSON.stringify({ to: B[0], port: 427, count: COUNT, seed: 0x51d, pauseMs: 16 }) });
     // A unicast query started alongside the flood (its timing against the flood is not controlled).
     const during = await find(NS_A, { type: 'service:wokd', unicastTo: B[0] });
     const sent = (await f.next()) as { sent: number; ms: number };

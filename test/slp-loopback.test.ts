@@ -2,7 +2,8 @@
  * The service agent's other duties over real UDP on 127.0.0.1 (no namespace
  * needed): answering a Service Type Request, and registering with a local
  * slpd (a stand-in speaking the wire format) when one answers, then
- * deregistering on stop; without one, it starts anyway, unregistered.
+ * deregistering on stop; without one, it starts anyway, unregistered. And
+ * the user agent sending an unanswered unicast request again.
  */
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -10,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceAgent } from '../shared/slp/agent.js';
 import { ALL_AUTHORITIES, decode, encode, Fn, type SlpMessage } from '../shared/slp/codec.js';
+import { UserAgent } from '../shared/slp/user-agent.js';
 
 const SERVICES = [
   { url: 'service:wokd://kimchi-a.example:8001', serviceType: 'service:wokd', lifetime: 65535, scopes: ['DEFAULT'] },
@@ -128,5 +130,27 @@ describe('registration with a local slpd', () => {
     expect(sa.stats.slpdRegistered).toBe(false);
     // One wait of 300 ms, not one per service (that would be 600): nobody is there.
     expect(Date.now() - t0).toBeLessThan(550);
+  });
+});
+
+describe('user agent, unicast', () => {
+  it('sends a request that got no answer again, with the same XID, until answered (RFC 2608 section 6.3)', async () => {
+    const responder = await socket();
+    const port = (responder.address() as AddressInfo).port;
+    const seen: number[] = [];
+    responder.on('message', (b, rinfo) => {
+      const m = decode(b);
+      if (m.fn !== Fn.SrvRqst) return;
+      seen.push(m.xid);
+      // The first request is "lost": only a second one is answered.
+      if (seen.length < 2) return;
+      const reply: SlpMessage = { fn: Fn.SrvRply, xid: m.xid, lang: m.lang, flags: 0, error: 0, urls: [{ url: 'service:wokd://kimchi-b.example:8001', lifetime: 65535 }] };
+      responder.send(encode(reply), rinfo.port, rinfo.address);
+    });
+    const ua = new UserAgent({ port, waitsMs: [150, 150, 150], deadlineMs: 2000 });
+    const found = await ua.find('service:wokd', { unicastTo: '127.0.0.1' });
+    expect(found.map((f) => f.url)).toEqual(['service:wokd://kimchi-b.example:8001']);
+    expect(seen.length).toBe(2);
+    expect(seen[1]).toBe(seen[0]);
   });
 });

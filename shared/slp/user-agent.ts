@@ -7,6 +7,8 @@
  * so that those stay silent and the ones whose answers were lost or late get
  * a chance. It stops when a round brings no new responder, the PR list would
  * no longer fit a datagram, five requests went out, or the deadline passed.
+ * A unicast request is sent again on the same schedule until it is answered
+ * or the deadline passes.
  */
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
@@ -120,9 +122,23 @@ export class UserAgent {
     return [...found.values()];
   }
 
+  /**
+   * RFC 2608 section 6.3: a request that gets no answer is sent again (same
+   * XID, so the agent may answer it as the same request) after growing waits,
+   * here the convergence schedule, until the deadline. UDP drops what a busy
+   * receiver's queue cannot take: one lost datagram must not lose the query.
+   */
   private async unicast(req: SrvRqst, to: string): Promise<FoundService[]> {
-    const round = await this.round(encode(req), req.xid, this.deadlineMs, to);
-    const reply = round.replies[0];
+    const wire = encode(req);
+    const start = this.now();
+    let reply: Reply | undefined;
+    for (let i = 0; !reply; i++) {
+      const left = this.deadlineMs - (this.now() - start);
+      if (left <= 0) break;
+      // After the schedule's last wait, its last wait again until the deadline.
+      const wait = this.waits[Math.min(i, this.waits.length - 1)] ?? left;
+      reply = (await this.round(wire, req.xid, Math.min(wait, left), to)).replies[0];
+    }
     if (!reply) throw new SlpTimeoutError(`no SLP answer from ${to}:${this.port} within ${this.deadlineMs} ms`);
     if (reply.error !== 0) throw new SlpReplyError(reply.error, to);
     return reply.urls.map((u) => ({ ...u, from: reply.from, seenAt: this.now() }));
